@@ -1,0 +1,49 @@
+"""Shared fixtures: compose the real config tree, shrunk to tiny CPU sizes."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ulmfit import SAMPLE_DIR
+from ulmfit.config import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A few-second training run: tiny model, one epoch, small batches.
+TINY = ["model=awd_lstm_tiny", "train.epochs=1", "train.bs=16", "train.bptt=20", "train.eval_bs=8",
+        "tokenizer.n_workers=0", "train.device=cpu"]
+
+
+@pytest.fixture(scope="session")
+def mini_wikitext(tmp_path_factory) -> Path:
+    """The first ~12 articles of the embedded WikiText-2 train split, plus its valid/test, as plain files."""
+    root = tmp_path_factory.mktemp("mini_wikitext")
+    for split, max_lines in [("train", 400), ("valid", 120), ("test", 120)]:
+        with lzma.open(SAMPLE_DIR / "wikitext-2" / f"wiki.{split}.tokens.xz", "rt", encoding="utf-8") as fh:
+            lines = [line for _, line in zip(range(max_lines), fh)]
+        (root / f"wiki.{split}.tokens").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose the real config with overrides; the store and cache live in this test's tmp dir."""
+    def _make(*overrides: str, root: Path | None = None) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=[f"paths.root={root or tmp_path}", *overrides])
+    return _make
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m ulmfit ...`` in a subprocess, as a user runs it."""
+    full_env = {**os.environ, "ULMFIT_HOME": str(cwd), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ulmfit", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)

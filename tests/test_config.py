@@ -1,0 +1,64 @@
+"""Every config group option composes; the CLI answers --help, --cfg job and -m."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from ulmfit.config import CONF_DIR
+from tests.conftest import TINY, run_cli
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+# Options with a mandatory path need one to resolve; any existing folder will do for composition.
+NEEDS = {"wikitext2": ["data.root=."], "trec": ["data.root=."], "csv": ["data.files.train=x.csv"]}
+
+
+def test_groups_are_the_documented_concerns():
+    assert set(GROUPS) >= {"stage", "data", "model", "train", "logger", "paths", "experiment"}
+
+
+@pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))])
+def test_every_option_composes_and_resolves(make_cfg, group, option):
+    cfg = make_cfg(f"{group}={option}", *NEEDS.get(option, []))
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert container["stage"]["name"]
+    assert container["model"]["arch"] == "awd_lstm"
+    if group == "data":
+        assert cfg.data.format in ("wikitext", "imdb", "trec", "csv")
+
+
+def test_stage_picks_its_data_but_command_line_wins(make_cfg):
+    assert make_cfg("stage=pretrain").data.format == "wikitext"
+    assert make_cfg("stage=pretrain", "data=trec", "data.root=.").data.format == "trec"
+
+
+def test_sample_resolver_points_into_the_package(make_cfg):
+    from ulmfit import SAMPLE_DIR
+    assert make_cfg().data.root == str(SAMPLE_DIR / "wikitext-2")
+
+
+def test_paper_model_sizes(make_cfg):
+    m = make_cfg("model=awd_lstm").model
+    assert (m.emb_sz, m.n_hid, m.n_layers) == (400, 1152, 3)
+    assert (m.output_p, m.hidden_p, m.input_p, m.embed_p, m.weight_p) == (0.4, 0.3, 0.4, 0.05, 0.5)
+
+
+def test_cli_help_and_cfg_job(tmp_path):
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0 and "stage: pretrain" in out.stdout
+    out = run_cli("stage=pretrain", "model=awd_lstm_tiny", "--cfg", "job", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "emb_sz: 48" in out.stdout and "name: pretrain" in out.stdout
+
+
+def test_cli_typo_fails_with_a_message(tmp_path):
+    out = run_cli("trian.lr=1", cwd=tmp_path)
+    assert out.returncode != 0 and "trian" in out.stderr
+
+
+def test_multirun_gives_each_job_its_own_entry(tmp_path, mini_wikitext):
+    out = run_cli("-m", "stage=pretrain", "data=wikitext2", f"data.root={mini_wikitext}", *TINY,
+                  "train.lr=1e-3,3e-3", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    entries = sorted(p.name for p in (tmp_path / "store" / "pretrain").iterdir())
+    assert len(entries) == 2 and len(set(entries)) == 2

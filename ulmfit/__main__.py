@@ -1,0 +1,41 @@
+"""``python -m ulmfit stage=<name> [overrides]``: compose the Hydra config, run one stage.
+
+Examples::
+
+    python -m ulmfit stage=pretrain                      # embedded WikiText-2 sample, CPU-sized model
+    python -m ulmfit stage=pretrain data=wikitext2 data.root=../shared/data/wikitext-2 experiment=wikitext2_cpu
+    python -m ulmfit stage=pretrain --cfg job            # print the composed config
+    python -m ulmfit -m stage=pretrain train.lr=1e-3,3e-3  # a sweep: one store entry per job
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from ulmfit.config import CONF_DIR
+from ulmfit.errors import UsageError
+
+log = logging.getLogger("ulmfit")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _run(cfg: DictConfig) -> None:
+    from ulmfit.stages import get_stage
+    try:
+        get_stage(cfg.stage.name)(cfg)
+    except UsageError as e:
+        # One clear line, exit code 2; the store was not touched (entries are written atomically).
+        print(f"ulmfit: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def main() -> None:
+    _run()
+
+
+if __name__ == "__main__":
+    main()

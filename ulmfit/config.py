@@ -1,0 +1,21 @@
+"""Where the Hydra configs live, and the resolvers they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from ulmfit import PACKAGE_DIR, SAMPLE_DIR
+
+# In a wheel the configs ship as ulmfit/conf; in a source checkout they are the top-level conf/.
+CONF_DIR = next(p for p in (PACKAGE_DIR / "conf", PACKAGE_DIR.parent / "conf") if (p / "config.yaml").is_file())
+
+
+def register_resolvers() -> None:
+    """``${sample:wikitext-2}`` -> the embedded sample folder, wherever the package is installed."""
+    if not OmegaConf.has_resolver("sample"):
+        OmegaConf.register_new_resolver("sample", lambda name="": str(SAMPLE_DIR / name))
+
+
+register_resolvers()

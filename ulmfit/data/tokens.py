@@ -1,0 +1,260 @@
+"""Tokenization (fastai ``Tokenizer`` rules + spaCy blank English), its on-disk cache, and numericalization.
+
+A corpus is tokenized once and cached as flat integer arrays, keyed by a fingerprint of the input files,
+the reader's options and the tokenizer settings (and library versions). Token ids in the cache index a
+sorted list of every distinct token; numericalizing against a vocabulary (any ``max_vocab``/``min_freq``,
+or a parent model's vocab) is then one vectorised lookup, so a second run or a sweep never tokenizes again.
+
+Cache layout (``<cache_dir>/<fingerprint>/``, written atomically)::
+
+    tokens.json                all distinct tokens, sorted; index = cached token id
+    <part>.ids.npy             int32, every document's token ids back to back
+    <part>.offsets.npy         int64, document boundaries (n_docs + 1)
+    <part>.labels.json         one label per document ("" = unlabelled)
+    meta.json                  fingerprint inputs, sizes, tokenization time
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from fastai.text.core import UNK, SpacyTokenizer, defaults, parallel_tokenize
+from fastai.text.data import make_vocab
+
+from ulmfit.data.readers import CsvReader
+from ulmfit.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1  # bump when the cache layout or the document splitting changes
+
+
+@dataclass(frozen=True)
+class TokenizerSettings:
+    """fastai's default pre-rules (fix_html, replace_rep, ..., replace_maj, lowercase) + spaCy blank ``lang``."""
+
+    lang: str = "en"
+    n_workers: int | None = None  # None = fastai's default (all cores); does not change the output
+
+    @property
+    def rules(self) -> list:
+        return list(defaults.text_proc_rules)
+
+    def signature(self) -> dict[str, Any]:
+        """Everything that changes the tokens (not ``n_workers``)."""
+        import fastai
+        import spacy
+        return {"lang": self.lang, "rules": [r.__name__ for r in self.rules],
+                "post_rules": [r.__name__ for r in defaults.text_postproc_rules],
+                "special": list(defaults.text_spec_tok), "fastai": fastai.__version__,
+                "spacy": spacy.__version__, "cache_format": CACHE_FORMAT}
+
+
+@dataclass
+class Docs:
+    """Documents as one flat id array plus boundaries: no per-document Python objects."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    labels: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1] - self.offsets[0])
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "Docs":
+        """The documents at ``idx`` (in that order), copied into a new flat array."""
+        idx = np.asarray(idx, dtype=np.int64)
+        lengths = self.lengths[idx]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ids = (np.concatenate([self.doc(i) for i in idx]) if len(idx) else self.ids[:0]).astype(self.ids.dtype)
+        labels = [self.labels[i] for i in idx] if self.labels else []
+        return Docs(ids, offsets, labels)
+
+    @staticmethod
+    def concat(parts: Iterable["Docs"]) -> "Docs":
+        parts = list(parts)
+        ids = np.concatenate([p.ids[p.offsets[0]:p.offsets[-1]] for p in parts])
+        lengths = np.concatenate([p.lengths for p in parts])
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Docs(ids, offsets, [lab for p in parts for lab in (p.labels or [""] * len(p))])
+
+
+@dataclass
+class TokenizedCorpus:
+    """A cached, tokenized corpus: ``tokens[i]`` is the string of cached id ``i``."""
+
+    path: Path
+    fingerprint: str
+    tokens: list[str]
+    parts: dict[str, Docs]
+    cache_hit: bool = False
+    seconds: float = 0.0  # time to tokenize (miss) or to load (hit)
+
+    def counts(self, parts: Iterable[str]) -> Counter:
+        total = np.zeros(len(self.tokens), dtype=np.int64)
+        for p in parts:
+            total += np.bincount(self.parts[p].ids, minlength=len(self.tokens))
+        return Counter({self.tokens[i]: int(c) for i in np.flatnonzero(total) for c in [total[i]]})
+
+    def part(self, name: str) -> Docs:
+        if name not in self.parts:
+            raise UsageError(f"The corpus has no '{name}' part (it has: {', '.join(self.parts)}). Check the "
+                             f"stage's data parts config.")
+        return self.parts[name]
+
+    def decode(self, ids: np.ndarray) -> list[str]:
+        return [self.tokens[i] for i in ids]
+
+
+# ---------------------------------------------------------------------------------------------------
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str, Any]]:
+    """Key of a tokenized corpus: file contents (not paths), reader options, tokenizer signature."""
+    options = {k: (dict(v) if isinstance(v, dict) else v) for k, v in dataclasses.asdict(reader).items()
+               if k not in ("root", "files_by_part")}
+    if isinstance(reader, CsvReader):
+        options["parts"] = sorted(reader._paths())
+    files = reader.files()
+    h = hashlib.sha256()
+    h.update(json.dumps({"reader": type(reader).__name__, "options": options,
+                         "tokenizer": settings.signature()}, sort_keys=True, default=str).encode())
+    for f in files:
+        h.update(f.name.encode() + b"\0" + _file_digest(f).encode())
+    info = {"reader": type(reader).__name__, "options": options, "tokenizer": settings.signature(),
+            "n_files": len(files), "files": [str(f) for f in files[:20]]}
+    return h.hexdigest()[:24], info
+
+
+def tokenize(texts: Sequence[str], settings: TokenizerSettings) -> list[list[str]]:
+    """fastai's parallel tokenization (``Tokenizer``'s own path), returned in input order."""
+    n_workers = defaults.cpus if settings.n_workers is None else settings.n_workers
+    out: list[list[str] | None] = [None] * len(texts)
+    for i, toks in parallel_tokenize(list(texts), tok=SpacyTokenizer(settings.lang), rules=settings.rules,
+                                     n_workers=n_workers):
+        out[i] = list(toks)
+    return out  # type: ignore[return-value]
+
+
+def _to_ids(token_lists: list[list[str]], index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.fromiter((index.setdefault(t, len(index)) for toks in token_lists for t in toks),
+                      dtype=np.int32, count=int(offsets[-1]))
+    return ids, offsets
+
+
+def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | os.PathLike) -> TokenizedCorpus:
+    """Return the tokenized corpus of ``reader``, from the cache when its fingerprint is there."""
+    t0 = time.perf_counter()
+    key, info = fingerprint(reader, settings)
+    path = Path(cache_dir).expanduser() / key
+    if (path / "meta.json").is_file():
+        corpus = _load(path, key)
+        corpus.cache_hit, corpus.seconds = True, time.perf_counter() - t0
+        log.info("Token cache hit %s (%.1fs)", path, corpus.seconds)
+        return corpus
+
+    raw = reader.read()
+    index: dict[str, int] = {}
+    parts: dict[str, Docs] = {}
+    for name, df in raw.items():
+        t_part = time.perf_counter()
+        ids, offsets = _to_ids(tokenize(df["text"].tolist(), settings), index)
+        parts[name] = Docs(ids, offsets, df["label"].tolist())
+        log.info("Tokenized %s: %d docs, %d tokens in %.1fs", name, len(df), len(ids), time.perf_counter() - t_part)
+    # Sort the token list so ids (and vocab tie-breaking) do not depend on worker completion order.
+    tokens = sorted(index)
+    remap = np.empty(len(index), dtype=np.int32)
+    remap[[index[t] for t in tokens]] = np.arange(len(tokens), dtype=np.int32)
+    for docs in parts.values():
+        docs.ids = remap[docs.ids]
+    seconds = time.perf_counter() - t0
+    _save(path, tokens, parts, {**info, "fingerprint": key, "tokenize_seconds": round(seconds, 2),
+                                "parts": {n: {"docs": len(d), "tokens": int(d.n_tokens)} for n, d in parts.items()}})
+    log.info("Tokenized corpus in %.1fs, cached at %s", seconds, path)
+    return TokenizedCorpus(path, key, tokens, parts, cache_hit=False, seconds=seconds)
+
+
+def _save(path: Path, tokens: list[str], parts: dict[str, Docs], meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        (tmp / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
+        for name, docs in parts.items():
+            np.save(tmp / f"{name}.ids.npy", docs.ids)
+            np.save(tmp / f"{name}.offsets.npy", docs.offsets)
+            (tmp / f"{name}.labels.json").write_text(json.dumps(docs.labels, ensure_ascii=False), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        try:
+            os.rename(tmp, path)
+        except OSError:  # a concurrent job (e.g. a sweep) cached the same corpus first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _load(path: Path, key: str) -> TokenizedCorpus:
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    tokens = json.loads((path / "tokens.json").read_text(encoding="utf-8"))
+    parts = {name: Docs(np.load(path / f"{name}.ids.npy", mmap_mode="r"),
+                        np.load(path / f"{name}.offsets.npy"),
+                        json.loads((path / f"{name}.labels.json").read_text(encoding="utf-8")))
+             for name in meta["parts"]}
+    return TokenizedCorpus(path, key, tokens, parts)
+
+
+# ---------------------------------------------------------------------------------------------------
+def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, min_freq: int) -> list[str]:
+    """fastai's ``make_vocab`` on the token counts of ``parts`` (special tokens first, padded to 8)."""
+    return make_vocab(corpus.counts(parts), min_freq=min_freq, max_vocab=max_vocab)
+
+
+def numericalize(corpus: TokenizedCorpus, part: str, vocab: Sequence[str]) -> Docs:
+    """Map a part's cached ids to ``vocab`` ids (unknown tokens -> ``xxunk``), as int64 for PyTorch."""
+    if vocab[0] != UNK:
+        raise UsageError(f"Vocabulary must start with {UNK}; got {vocab[0]!r}. The store entry's vocab.json is corrupted.")
+    index = {t: i for i, t in enumerate(vocab)}
+    lookup = np.fromiter((index.get(t, 0) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
+    docs = corpus.part(part)
+    return Docs(lookup[docs.ids], np.asarray(docs.offsets), list(docs.labels))
+
+
+def holdout_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (train, held-out) document indices, reproducible from ``seed``."""
+    if not 0 < frac < 1:
+        raise UsageError(f"valid_frac must be between 0 and 1, got {frac}.")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, int(round(n * frac)))
+    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])

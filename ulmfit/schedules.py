@@ -1,0 +1,52 @@
+"""Learning-rate schedules of the paper, as fastai callbacks.
+
+- Discriminative fine-tuning (§3.2): layer group ``l-1`` gets the LR of group ``l`` divided by ``factor``.
+- Slanted triangular LRs (§3.2, eq. 3): a short linear rise over ``cut_frac`` of the steps, then a long
+  linear decay, from ``lr/ratio`` to ``lr`` and back, applied to every parameter group with its own peak.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from fastai.callback.schedule import ParamScheduler
+
+
+def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> np.ndarray:
+    """Per-group LRs, lowest group first: ``[lr/factor^(n-1), ..., lr/factor, lr]``."""
+    return lr / factor ** np.arange(n_groups - 1, -1, -1, dtype=np.float64)
+
+
+def stlr(t: int, total: int, lr_max: np.ndarray | float, cut_frac: float = 0.1, ratio: float = 32.0):
+    """The paper's eq. 3 at step ``t`` of ``total`` (t = 0 .. total-1).
+
+    cut = floor(T * cut_frac); p = t/cut before the cut, else 1 - (t-cut)/(cut*(1/cut_frac - 1));
+    lr_t = lr_max * (1 + p*(ratio-1)) / ratio. With T = total-1 (the last step index) the first step is
+    lr_max/ratio, step ``cut`` is lr_max and the last step is lr_max/ratio again.
+    """
+    T = max(total - 1, 1)
+    cut = max(math.floor(T * cut_frac), 1)
+    p = t / cut if t < cut else 1 - (t - cut) / (cut * (1 / cut_frac - 1))
+    p = min(max(p, 0.0), 1.0)  # guards the floor() rounding at the very end
+    return np.asarray(lr_max) * (1 + p * (ratio - 1)) / ratio
+
+
+class SlantedTriangularLR(ParamScheduler):
+    """STLR as a fastai ``ParamScheduler``: every group follows eq. 3 with its own peak LR.
+
+    Peaks are the optimizer's per-group LRs when the fit starts (as ``fit_one_cycle`` reads them), so
+    ``learn.fit(n, lr=discriminative_lrs(...), cbs=SlantedTriangularLR())`` gives discriminative STLR.
+    """
+
+    def __init__(self, cut_frac: float = 0.1, ratio: float = 32.0):
+        self.cut_frac, self.ratio = cut_frac, ratio
+        super().__init__({"lr": None})
+
+    def before_fit(self) -> None:
+        super().before_fit()
+        self.lr_max = np.array([h["lr"] for h in self.opt.hypers])
+        self.total = self.n_epoch * self.n_iter
+
+    def before_batch(self) -> None:
+        self.opt.set_hyper("lr", stlr(self.train_iter, self.total, self.lr_max, self.cut_frac, self.ratio))

@@ -1,0 +1,65 @@
+"""Stage 1: train a general-domain AWD-LSTM language model (WikiText-2 here, WikiText-103 on a GPU).
+
+load corpus (token cache) -> vocab from train -> LM DataLoaders -> fastai LMLearner -> fit -> valid/test
+perplexity -> store entry ``pretrain/<run>``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from ulmfit.data import build_vocab, lm_splits, load_corpus, numericalize
+from ulmfit.data.loaders import lm_dataloaders, lm_loader
+from ulmfit.models import build_language_model, model_info
+from ulmfit.report import print_table
+from ulmfit.store import Entry, Store, new_run_name
+from ulmfit.training import check_finite, epoch_history, fit, lm_eval, lm_learner, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+STAGE = "pretrain"
+
+
+def run(cfg: DictConfig) -> Entry:
+    store, name = Store(cfg.paths.store), cfg.run_name or new_run_name()
+    store.check_writable(STAGE, name)  # fail before training, not after
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
+    train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.seed)
+    dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
+                         eval_bs=cfg.train.eval_bs)
+    log.info("pretrain: %d train / %d valid tokens, vocab %d, device %s", train.n_tokens, valid.n_tokens,
+             len(vocab), device)
+
+    info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=cfg.backwards)
+    learn = lm_learner(dls, build_language_model(info), cfg.train)
+    seconds = fit(learn, cfg.train)
+    history = epoch_history(learn)
+    check_finite(history)
+
+    metrics = {"valid_" + k: v for k, v in lm_eval(learn, dls.valid).items()}
+    if "test" in corpus.parts:
+        test_dl = lm_loader(numericalize(corpus, "test", vocab), cfg.train.eval_bs, cfg.train.bptt, False, device,
+                            cfg.backwards)
+        metrics.update({"test_" + k: v for k, v in lm_eval(learn, test_dl).items()})
+    metrics.update({"epochs": cfg.train.epochs, "train_seconds": round(seconds, 1),
+                    "train_tokens": train.n_tokens, "vocab_size": len(vocab),
+                    "tokens_per_second": round(train.n_tokens * cfg.train.epochs / seconds, 1),
+                    "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
+                    "history": history})
+
+    lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                        "parts": ["train"]}}
+    with store.create(STAGE, name, lineage) as w:
+        w.save_model(learn.model)
+        w.save_json("vocab.json", vocab)
+        w.save_json("model.json", info)
+        w.save_json("metrics.json", metrics)
+        w.save_config(cfg)
+    entry = store.get(STAGE, name)
+    print_table(f"pretrain -> {entry.path}", metrics)
+    return entry

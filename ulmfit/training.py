@@ -1,0 +1,112 @@
+"""Learner construction and fitting, shared by the stages: fastai does the loop, we pick the schedule."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from functools import partial
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.training import GradientClip
+from fastai.losses import CrossEntropyLossFlat
+from fastai.metrics import Perplexity, accuracy
+from fastai.optimizer import Adam
+from fastai.text.learner import LMLearner
+from fastai.text.models.awdlstm import awd_lstm_lm_split
+from fastai.torch_core import set_seed
+
+from ulmfit.errors import UsageError
+from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
+
+log = logging.getLogger(__name__)
+SCHEDULES = ("stlr", "one_cycle", "constant")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu or auto.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    set_seed(seed, reproducible=True)
+
+
+def optimizer(opt_cfg: Mapping[str, Any]):
+    """fastai Adam with the paper's betas by default (beta1 0.7, beta2 0.99)."""
+    if opt_cfg.get("name", "adam") != "adam":
+        raise UsageError(f"Unknown optimizer {opt_cfg.get('name')!r}; only 'adam' is supported.")
+    return partial(Adam, mom=opt_cfg.get("beta1", 0.7), sqr_mom=opt_cfg.get("beta2", 0.99),
+                   eps=opt_cfg.get("eps", 1e-5))
+
+
+def plain_progress(learn: Learner) -> Learner:
+    """Outside a terminal (logs, CI, sweeps) drop fastai's redrawing progress bars; log one line per epoch."""
+    if not sys.stdout.isatty():
+        learn.remove_cb(ProgressCallback)
+
+        def _log(values: list) -> None:
+            pairs = zip(learn.recorder.metric_names, values)
+            log.info("  ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in pairs))
+        learn.logger = _log
+    return learn
+
+
+def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LMLearner:
+    """fastai's ``LMLearner`` as ``language_model_learner`` builds it, on a model we built/loaded."""
+    cbs = [GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else []
+    learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split,
+                      opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy, Perplexity()],
+                      wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
+                      beta=train_cfg.get("beta", 1.0), cbs=cbs)
+    return plain_progress(learn)
+
+
+def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None) -> float:
+    """Fit with the configured schedule and discriminative LRs; returns wall seconds.
+
+    ``stlr``: the paper's slanted triangular LRs; ``one_cycle``: fastai's default; ``constant``: flat LR.
+    """
+    epochs = train_cfg["epochs"] if epochs is None else epochs
+    lr = train_cfg["lr"] if lr is None else lr
+    schedule = train_cfg.get("schedule", "stlr")
+    if schedule not in SCHEDULES:
+        raise UsageError(f"train.schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}.")
+    if learn.opt is None:
+        learn.create_opt()
+    lrs = discriminative_lrs(lr, len(learn.opt.param_groups), train_cfg.get("discr_factor", 2.6))
+    t0 = time.perf_counter()
+    if schedule == "one_cycle":
+        learn.fit_one_cycle(epochs, lr_max=lrs)
+    elif schedule == "stlr":
+        stlr_cfg = train_cfg.get("stlr", {})
+        learn.fit(epochs, lr=lrs, cbs=SlantedTriangularLR(stlr_cfg.get("cut_frac", 0.1), stlr_cfg.get("ratio", 32)))
+    else:
+        learn.fit(epochs, lr=lrs)
+    return time.perf_counter() - t0
+
+
+def epoch_history(learn) -> list[dict[str, float]]:
+    """Per-epoch values from fastai's Recorder (train/valid loss and metrics)."""
+    names = [n for n in learn.recorder.metric_names if n not in ("epoch", "time")]
+    return [{n: float(v) for n, v in zip(names, row) if v is not None} for row in learn.recorder.values]
+
+
+def lm_eval(learn, dl) -> dict[str, float]:
+    """Cross-entropy, accuracy and perplexity of the LM on ``dl`` (hidden state reset first)."""
+    loss, acc, _ = learn.validate(dl=dl)
+    return {"loss": float(loss), "accuracy": float(acc), "perplexity": float(math.exp(loss))}
+
+
+def check_finite(history: list[dict[str, float]]) -> None:
+    if history and not np.isfinite(history[-1].get("train_loss", 0.0)):
+        raise UsageError("Training diverged (loss is NaN/inf). Lower train.lr or enable train.clip.")
