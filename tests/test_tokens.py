@@ -1,0 +1,87 @@
+"""Tokenization matches fastai, is cached by fingerprint, and numericalizes against any vocab."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fastai.text.core import UNK, tokenize_texts
+
+import ulmfit.data.tokens as tokens_mod
+from ulmfit import UsageError
+from ulmfit.data.readers import CsvReader, WikiTextReader
+from ulmfit.data.tokens import (Docs, TokenizerSettings, build_vocab, holdout_split, load_or_tokenize,
+                                numericalize)
+
+SETTINGS = TokenizerSettings(n_workers=0)
+
+
+@pytest.fixture
+def csv_reader(tmp_path):
+    (tmp_path / "train.csv").write_text('text,label\n"Hello World!! This is GREAT <br />stuff.",pos\n'
+                                        'the cat and the dog,neg\n')
+    (tmp_path / "test.csv").write_text("text,label\nA new zyzzyva word,pos\n")
+    return CsvReader({"train": tmp_path / "train.csv", "test": tmp_path / "test.csv"})
+
+
+def test_tokens_are_fastais(csv_reader, tmp_path):
+    corpus = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
+    texts = csv_reader.read()["train"]["text"].tolist()
+    expected = tokenize_texts(texts, n_workers=0)
+    docs = corpus.part("train")
+    assert [corpus.decode(docs.doc(i)) for i in range(len(docs))] == [list(t) for t in expected]
+    assert corpus.decode(docs.doc(0))[:3] == ["xxbos", "xxmaj", "hello"]
+    assert docs.labels == ["pos", "neg"]
+
+
+def test_second_run_is_a_cache_hit_without_tokenizing(csv_reader, tmp_path, monkeypatch):
+    first = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
+    assert not first.cache_hit
+    monkeypatch.setattr(tokens_mod, "tokenize", lambda *a, **k: pytest.fail("tokenized again"))
+    monkeypatch.setattr(type(csv_reader), "read", lambda self: pytest.fail("read the raw files again"))
+    second = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
+    assert second.cache_hit and second.fingerprint == first.fingerprint
+    assert second.tokens == first.tokens
+    np.testing.assert_array_equal(second.part("train").ids, first.part("train").ids)
+    assert second.part("test").labels == ["pos"]
+
+
+def test_fingerprint_follows_content_and_options(csv_reader, tmp_path):
+    a = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
+    # n_workers does not change tokens: same key
+    assert load_or_tokenize(csv_reader, TokenizerSettings(n_workers=1), tmp_path / "cache").cache_hit
+    # a different text column or a changed file is a different corpus
+    (tmp_path / "test.csv").write_text("text,label\nsomething else,neg\n")
+    b = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
+    assert not b.cache_hit and b.fingerprint != a.fingerprint
+
+
+def test_parallel_tokenization_is_identical(tmp_path, mini_wikitext):
+    reader = WikiTextReader(mini_wikitext)
+    serial = load_or_tokenize(reader, TokenizerSettings(n_workers=0), tmp_path / "c1")
+    parallel = load_or_tokenize(reader, TokenizerSettings(n_workers=2), tmp_path / "c2")
+    assert serial.tokens == parallel.tokens
+    np.testing.assert_array_equal(serial.part("train").ids, parallel.part("train").ids)
+
+
+def test_vocab_and_numericalize(csv_reader, tmp_path):
+    corpus = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
+    vocab = build_vocab(corpus, ["train"], max_vocab=60000, min_freq=2)
+    assert vocab[:2] == [UNK, "xxpad"] and len(vocab) % 8 == 0 and "the" in vocab
+    assert "zyzzyva" not in vocab
+    test = numericalize(corpus, "test", vocab)
+    words = corpus.decode(corpus.part("test").ids)
+    assert [vocab[i] if words[k] in vocab else words[k] for k, i in enumerate(test.ids)] == words
+    assert test.ids[words.index("zyzzyva")] == 0  # unknown -> xxunk
+    with pytest.raises(UsageError, match="no 'unsup' part"):
+        numericalize(corpus, "unsup", vocab)
+
+
+def test_docs_subset_concat_and_holdout():
+    docs = Docs(np.arange(10), np.array([0, 3, 5, 10]), ["a", "b", "c"])
+    sub = docs.subset([2, 0])
+    assert sub.ids.tolist() == [5, 6, 7, 8, 9, 0, 1, 2] and sub.labels == ["c", "a"]
+    both = Docs.concat([docs, sub])
+    assert len(both) == 5 and both.n_tokens == 18
+    keep, held = holdout_split(100, 0.1, seed=0)
+    assert len(held) == 10 and set(keep).isdisjoint(held) and len(keep) + len(held) == 100
+    assert holdout_split(100, 0.1, seed=0)[1].tolist() == held.tolist()
