@@ -47,3 +47,23 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) 
     full_env = {**os.environ, "ULMFIT_HOME": str(cwd), **(env or {})}
     return subprocess.run([sys.executable, "-m", "ulmfit", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mini_imdb(tmp_path_factory) -> Path:
+    """A few embedded IMDB reviews as CSVs (train 160 / test 60 / unsup 60), cut to ~80 words each."""
+    import pandas as pd
+    root = tmp_path_factory.mktemp("mini_imdb")
+    for part, n in [("train", 160), ("test", 60), ("unsup", 60)]:
+        df = pd.read_csv(SAMPLE_DIR / "imdb" / f"{part}.csv.xz")
+        if part != "unsup":  # balanced classes
+            df = df.groupby("label", group_keys=False).head(n // 2)
+        df = df.head(n).assign(text=lambda d: d.text.str.split().str[:80].str.join(" "))
+        df.to_csv(root / f"{part}.csv", index=False)
+    return root
+
+
+def imdb_csv(root: Path) -> list[str]:
+    """Overrides that read ``mini_imdb`` through the generic CSV reader."""
+    return ["data=csv", f"data.files.train={root / 'train.csv'}", f"data.files.test={root / 'test.csv'}",
+            f"data.files.unsup={root / 'unsup.csv'}", "data.min_freq=1"]

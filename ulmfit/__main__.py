@@ -15,6 +15,7 @@ import sys
 
 import hydra
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from ulmfit.config import CONF_DIR
 from ulmfit.errors import UsageError
@@ -26,7 +27,11 @@ log = logging.getLogger("ulmfit")
 def _run(cfg: DictConfig) -> None:
     from ulmfit.stages import get_stage
     try:
-        get_stage(cfg.stage.name)(cfg)
+        try:
+            get_stage(cfg.stage.name)(cfg)
+        except MissingMandatoryValue as e:  # a `???` in the config the user did not fill in
+            raise UsageError(f"Missing config value {e.full_key}: set it on the command line, "
+                             f"e.g. {e.full_key}=<value>.") from None
     except UsageError as e:
         # One clear line, exit code 2; the store was not touched (entries are written atomically).
         print(f"ulmfit: error: {e}", file=sys.stderr)

@@ -10,13 +10,14 @@ from typing import Any, Mapping
 
 import torch.nn as nn
 from fastai.text.models.awdlstm import AWD_LSTM
-from fastai.text.models.core import get_language_model
+from fastai.text.models.core import get_language_model, get_text_classifier
 
 from ulmfit.errors import UsageError
 
 ARCHS = {"awd_lstm": AWD_LSTM}
 _AWD_KEYS = ("emb_sz", "n_hid", "n_layers", "output_p", "hidden_p", "input_p", "embed_p", "weight_p",
              "tie_weights", "out_bias")
+_DECODER_KEYS = ("output_p", "tie_weights", "out_bias")  # LM decoder options; the classifier has no decoder
 
 
 def arch_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -40,3 +41,28 @@ def build_language_model(info: Mapping[str, Any], drop_mult: float | None = None
     """fastai's AWD-LSTM LM (encoder + tied decoder) as described by ``model_info``."""
     return get_language_model(ARCHS[info["arch"]], info["vocab_size"], config=dict(info["config"]),
                               drop_mult=info["drop_mult"] if drop_mult is None else drop_mult)
+
+
+def classifier_info(encoder_info: Mapping[str, Any], head_cfg: Mapping[str, Any], classes: list[str],
+                    drop_mult: float, bptt: int) -> dict[str, Any]:
+    """``model.json`` of a classifier: the encoder's architecture plus the concat-pooling head."""
+    return {**encoder_info, "kind": "classifier", "classes": list(classes), "drop_mult": drop_mult,
+            "head": {"lin_ftrs": list(head_cfg["lin_ftrs"]), "ps": list(head_cfg["ps"]),
+                     "max_len": head_cfg["max_len"], "bptt": bptt}}
+
+
+def build_classifier(info: Mapping[str, Any]) -> nn.Module:
+    """fastai's text classifier: ``SentenceEncoder`` (BPT3C: the document in ``bptt`` chunks, outputs of the
+    last ``max_len`` tokens kept) + ``PoolingLinearClassifier`` ([last, max-pool, mean-pool] -> BatchNorm,
+    dropout, linear -> hidden ``lin_ftrs`` -> classes)."""
+    head = info["head"]
+    encoder_config = {k: v for k, v in info["config"].items() if k not in _DECODER_KEYS}
+    return get_text_classifier(ARCHS[info["arch"]], info["vocab_size"], len(info["classes"]), seq_len=head["bptt"],
+                               config=encoder_config, drop_mult=info["drop_mult"],
+                               lin_ftrs=list(head["lin_ftrs"]), ps=list(head["ps"]), max_len=head["max_len"])
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The AWD-LSTM inside an LM (``model[0]``) or a classifier (``model[0].module``)."""
+    enc = model[0]
+    return getattr(enc, "module", enc)

@@ -22,13 +22,15 @@ def stlr(t: int, total: int, lr_max: np.ndarray | float, cut_frac: float = 0.1, 
     """The paper's eq. 3 at step ``t`` of ``total`` (t = 0 .. total-1).
 
     cut = floor(T * cut_frac); p = t/cut before the cut, else 1 - (t-cut)/(cut*(1/cut_frac - 1));
-    lr_t = lr_max * (1 + p*(ratio-1)) / ratio. With T = total-1 (the last step index) the first step is
-    lr_max/ratio, step ``cut`` is lr_max and the last step is lr_max/ratio again.
+    lr_t = lr_max * (1 + p*(ratio-1)) / ratio, with T = total-1 (the last step index): the first step is
+    lr_max/ratio, step ``cut`` is lr_max and the last step lr_max/ratio again. When T*cut_frac is not an
+    integer the paper's decay length cut*(1/cut_frac - 1) differs from T - cut (and would take the LR
+    below lr_max/ratio, even negative, at the end); we decay over T - cut, which equals it otherwise.
     """
     T = max(total - 1, 1)
-    cut = max(math.floor(T * cut_frac), 1)
-    p = t / cut if t < cut else 1 - (t - cut) / (cut * (1 / cut_frac - 1))
-    p = min(max(p, 0.0), 1.0)  # guards the floor() rounding at the very end
+    cut = min(max(math.floor(T * cut_frac), 1), T)
+    p = t / cut if t < cut else 1 - (t - cut) / max(T - cut, 1)
+    p = min(max(p, 0.0), 1.0)
     return np.asarray(lr_max) * (1 + p * (ratio - 1)) / ratio
 
 
@@ -46,7 +48,7 @@ class SlantedTriangularLR(ParamScheduler):
     def before_fit(self) -> None:
         super().before_fit()
         self.lr_max = np.array([h["lr"] for h in self.opt.hypers])
-        self.total = self.n_epoch * self.n_iter
+        self.total = self.n_epoch * len(self.dls.train)  # n_iter is only set once the epoch starts
 
     def before_batch(self) -> None:
         self.opt.set_hyper("lr", stlr(self.train_iter, self.total, self.lr_max, self.cut_frac, self.ratio))

@@ -17,11 +17,12 @@ from fastai.callback.training import GradientClip
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
 from fastai.optimizer import Adam
-from fastai.text.learner import LMLearner
-from fastai.text.models.awdlstm import awd_lstm_lm_split
+from fastai.text.learner import LMLearner, TextLearner
+from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit.errors import UsageError
+from ulmfit.precision import apply_precision
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LML
                       opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy, Perplexity()],
                       wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
                       beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return plain_progress(learn)
+    return plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32")))
 
 
 def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None) -> float:
@@ -110,3 +111,54 @@ def lm_eval(learn, dl) -> dict[str, float]:
 def check_finite(history: list[dict[str, float]]) -> None:
     if history and not np.isfinite(history[-1].get("train_loss", 0.0)):
         raise UsageError("Training diverged (loss is NaN/inf). Lower train.lr or enable train.clip.")
+
+
+def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> TextLearner:
+    """fastai's ``TextLearner`` as ``text_classifier_learner`` builds it (AWD-LSTM classifier splitter)."""
+    cbs = [GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else []
+    learn = TextLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_clas_split,
+                        opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy],
+                        wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
+                        beta=train_cfg.get("beta", 1.0), cbs=cbs)
+    return plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32")))
+
+
+def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """(number of trainable top groups, epochs) per phase.
+
+    Gradual unfreezing (§3.3): the head alone for ``phase_epochs``, then one more layer group per phase,
+    then every group for ``epochs``. Feature extraction: the head alone throughout. Otherwise: all at once.
+    """
+    if train_cfg.get("feature_extraction", False):
+        return [(1, train_cfg["epochs"])]
+    if train_cfg.get("gradual_unfreezing", True):
+        return [(k, train_cfg.get("phase_epochs", 1)) for k in range(1, n_groups)] + [(n_groups, train_cfg["epochs"])]
+    return [(n_groups, train_cfg["epochs"])]
+
+
+def trainable_groups(learn) -> list[bool]:
+    """Per parameter group (lowest first): are all its parameters trained?"""
+    return [all(p.requires_grad for p in g) for g in learn.opt.param_lists]
+
+
+def fit_gradual(learn, train_cfg: Mapping[str, Any], on_phase=None) -> tuple[float, list[dict[str, Any]]]:
+    """Run the unfreezing plan with discriminative LRs and the configured schedule in each phase.
+
+    Returns wall seconds and one record per phase (trainable groups, LR, epochs, per-epoch history).
+    ``on_phase(learn, record)`` is called after each phase (tests, loggers).
+    """
+    if learn.opt is None:
+        learn.create_opt()
+    n_groups = len(learn.opt.param_groups)
+    lr, seconds, phases = train_cfg["lr"], 0.0, []
+    for i, (n_trainable, epochs) in enumerate(unfreezing_plan(n_groups, train_cfg)):
+        learn.freeze_to(-n_trainable)
+        seconds += fit(learn, train_cfg, epochs=epochs, lr=lr)
+        record = {"phase": i, "trainable_groups": trainable_groups(learn), "epochs": epochs, "lr": lr,
+                  "history": epoch_history(learn)}
+        phases.append(record)
+        check_finite(record["history"])
+        if on_phase is not None:
+            on_phase(learn, record)
+        lr *= train_cfg.get("phase_lr_mult", 1.0)
+    return seconds, phases

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
 
-STAGES = ("pretrain",)
+STAGES = ("pretrain", "lm_finetune", "classify", "pipeline", "predict", "evaluate")
 
 
 def get_stage(name: str) -> Callable[[DictConfig], object]:

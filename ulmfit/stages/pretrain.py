@@ -1,7 +1,7 @@
 """Stage 1: train a general-domain AWD-LSTM language model (WikiText-2 here, WikiText-103 on a GPU).
 
 load corpus (token cache) -> vocab from train -> LM DataLoaders -> fastai LMLearner -> fit -> valid/test
-perplexity -> store entry ``pretrain/<run>``.
+perplexity -> store entry ``pretrain/<run>`` (LM + encoder weights, vocab, config, metrics, lineage).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from ulmfit.data import build_vocab, lm_splits, load_corpus, numericalize
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.models import build_language_model, model_info
-from ulmfit.report import print_table
-from ulmfit.store import Entry, Store, new_run_name
+from ulmfit.stages.common import open_store, save_entry
+from ulmfit.store import Entry
 from ulmfit.training import check_finite, epoch_history, fit, lm_eval, lm_learner, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,7 @@ STAGE = "pretrain"
 
 
 def run(cfg: DictConfig) -> Entry:
-    store, name = Store(cfg.paths.store), cfg.run_name or new_run_name()
-    store.check_writable(STAGE, name)  # fail before training, not after
+    store, name = open_store(cfg, STAGE)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
 
@@ -51,15 +50,7 @@ def run(cfg: DictConfig) -> Entry:
                     "tokens_per_second": round(train.n_tokens * cfg.train.epochs / seconds, 1),
                     "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                     "history": history})
-
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                         "parts": ["train"]}}
-    with store.create(STAGE, name, lineage) as w:
-        w.save_model(learn.model)
-        w.save_json("vocab.json", vocab)
-        w.save_json("model.json", info)
-        w.save_json("metrics.json", metrics)
-        w.save_config(cfg)
-    entry = store.get(STAGE, name)
-    print_table(f"pretrain -> {entry.path}", metrics)
-    return entry
+    return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
+                      lineage=lineage, save_encoder=True)

@@ -1,0 +1,170 @@
+"""pretrain -> lm_finetune -> classify -> predict/evaluate on tiny data, through the real configs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from ulmfit.config import CONF_DIR
+from ulmfit.data.loaders import clas_dataloaders
+from ulmfit.data.tokens import Docs
+from ulmfit.models import build_classifier, build_language_model, classifier_info, encoder_of, model_info
+from ulmfit.stages import get_stage
+from ulmfit.store import Store, lineage_chain
+from ulmfit.training import clas_learner, fit_gradual, trainable_groups
+from ulmfit.transfer import transferred_lm_weights
+from tests.conftest import TINY, imdb_csv, run_cli
+
+
+def _run(stage: str, root, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"stage={stage}", f"paths.root={root}", *TINY, *overrides])
+    return get_stage(stage)(cfg)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, mini_wikitext, mini_imdb):
+    """One entry per stage, forward direction; the classifier records its unfreezing phases."""
+    root = tmp_path_factory.mktemp("chain")
+    pre = _run("pretrain", root, "data=wikitext2", f"data.root={mini_wikitext}", "run_name=pre")
+    ft = _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=ft")
+    clas = _run("classify", root, *imdb_csv(mini_imdb), "stage.parent=ft", "run_name=clas", "train.bs=16")
+    return root, pre, ft, clas
+
+
+def test_lineage_links_the_three_entries(chain):
+    root, pre, ft, clas = chain
+    refs = [e.ref for e in lineage_chain(Store(root / "store"), clas)]
+    assert refs == ["classify/clas", "lm_finetune/ft", "pretrain/pre"]
+    assert ft.lineage["data"]["parts"] == ["train", "unsup"]   # the LM saw train + unlabelled texts
+    assert clas.lineage["parent"]["name"] == "ft"
+
+
+def test_vocab_transfer_keeps_pretrained_rows(chain):
+    _, pre, ft, _ = chain
+    old = build_language_model(pre.model_info)
+    pre.load_weights(old)
+    new_vocab = ft.vocab
+    state = transferred_lm_weights(pre, new_vocab)
+    old_emb, new_emb = old[0].encoder.weight.detach(), state["0.encoder.weight"]
+    old_index = {t: i for i, t in enumerate(pre.vocab)}
+    shared = [t for t in new_vocab if t in old_index]
+    fresh = [i for i, t in enumerate(new_vocab) if t not in old_index]
+    assert len(shared) > 20 and fresh
+    for t in shared:
+        torch.testing.assert_close(new_emb[new_vocab.index(t)], old_emb[old_index[t]])
+    for i in fresh[:10]:  # new tokens start at the mean pretrained embedding
+        torch.testing.assert_close(new_emb[i], old_emb.mean(0))
+    assert ft.metrics["new_tokens"] == len(fresh)
+
+
+def test_lm_finetune_improves_target_perplexity(chain):
+    m = chain[2].metrics
+    assert m["valid_perplexity"] < m["valid_perplexity_before"]
+
+
+def test_classifier_reports_test_metrics_and_gradual_phases(chain):
+    m = chain[3].metrics
+    assert 0 <= m["test_accuracy"] <= 1 and m["test_error_rate"] == pytest.approx(1 - m["test_accuracy"])
+    assert set(m["test_per_class"]) == {"neg", "pos"}
+    assert np.sum(m["test_confusion_matrix"]["matrix"]) == 60
+    # tiny model: 2 LSTM layers -> groups [embedding, lstm1, lstm2, head]; head, +lstm2, +lstm1, all
+    assert [p["trainable_groups"] for p in m["phases"]] == [
+        [False, False, False, True], [False, False, True, True], [False, True, True, True], [True] * 4]
+
+
+def _tiny_classifier_learner(feature_extraction: bool = False, gradual: bool = True):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=classify", *TINY, f"train.feature_extraction={feature_extraction}",
+                                           f"train.gradual_unfreezing={gradual}"])
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 40, size=32)
+    docs = Docs(rng.integers(2, 50, size=int(lengths.sum())), np.concatenate([[0], np.cumsum(lengths)]),
+                ["a" if i % 2 else "b" for i in range(32)])
+    vocab = ["xxunk", "xxpad"] + [f"w{i}" for i in range(54)]
+    dls = clas_dataloaders(docs, docs, ["a", "b"], vocab, 8, 10, torch.device("cpu"))
+    info = classifier_info(model_info(cfg.model, len(vocab), 1.0), cfg.model.head, ["a", "b"], 0.5, 10)
+    return clas_learner(dls, build_classifier(info), cfg.train), cfg.train
+
+
+def test_gradual_unfreezing_sets_requires_grad_per_phase():
+    learn, train_cfg = _tiny_classifier_learner()
+    seen = []
+
+    def check(learn, record):
+        groups = learn.opt.param_lists
+        seen.append([[p.requires_grad for p in g] for g in groups])
+    fit_gradual(learn, train_cfg, on_phase=check)
+    n = len(seen[0])
+    for phase, flags in enumerate(seen):  # phase k: exactly the top k+1 groups train
+        expected = [i >= n - (phase + 1) for i in range(n)]
+        assert [all(f) for f in flags] == expected and [any(f) for f in flags] == expected
+
+
+def test_feature_extraction_trains_only_the_head():
+    learn, train_cfg = _tiny_classifier_learner(feature_extraction=True)
+    before = {k: v.clone() for k, v in encoder_of(learn.model).state_dict().items()}
+    _, phases = fit_gradual(learn, train_cfg)
+    assert [p["trainable_groups"] for p in phases] == [[False, False, False, True]]
+    after = encoder_of(learn.model).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_discriminative_lrs_reach_the_optimizer():
+    learn, train_cfg = _tiny_classifier_learner(gradual=False)
+    peaks = []
+    learn.add_cb(type("Peek", (__import__("fastai.callback.core", fromlist=["Callback"]).Callback,),
+                      {"before_fit": lambda self: peaks.append([h["lr"] for h in self.opt.hypers])})())
+    fit_gradual(learn, train_cfg)
+    lr, n = train_cfg.lr, len(peaks[0])
+    assert peaks[0] == pytest.approx([lr / 2.6 ** (n - 1 - i) for i in range(n)], rel=1e-12)
+
+
+def test_predict_keeps_input_order_and_evaluate_reports(chain, mini_imdb, tmp_path):
+    root = chain[0]
+    test = pd.read_csv(mini_imdb / "test.csv")
+    shuffled = test.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    shuffled["text"].to_frame().to_csv(tmp_path / "new.csv", index=False)
+    out = _run("predict", root, f"stage.input={tmp_path / 'new.csv'}", f"stage.output={tmp_path / 'p.csv'}")
+    assert len(out) == len(shuffled) and list(out["row"]) == list(range(len(shuffled)))
+    # each row's probabilities are the ones the text gets on its own
+    (tmp_path / "one.txt").write_text(shuffled["text"][7] + "\n")
+    single = _run("predict", root, f"stage.input={tmp_path / 'one.txt'}", f"stage.output={tmp_path / 'q.csv'}")
+    assert single["prob_pos"][0] == pytest.approx(out["prob_pos"][7], abs=1e-5)
+    assert pd.read_csv(tmp_path / "p.csv")["prediction"].tolist() == out["prediction"].tolist()
+    test.to_csv(tmp_path / "labelled.csv", index=False)
+    report = _run("evaluate", root, f"stage.input={tmp_path / 'labelled.csv'}", f"stage.output={tmp_path / 'e.json'}")
+    assert report["n"] == 60 and report["accuracy"] == pytest.approx(chain[3].metrics["test_accuracy"], abs=1e-9)
+
+
+def test_backward_chain_and_ensemble(chain, mini_imdb, tmp_path):
+    root = chain[0]
+    _run("pretrain", root, *imdb_csv(mini_imdb), "backwards=true", "run_name=pre-bwd")
+    with pytest.raises(Exception, match="forward model"):  # direction mismatch is refused
+        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "backwards=true", "run_name=x")
+    _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre-bwd", "backwards=true", "run_name=ft-bwd")
+    bwd = _run("classify", root, *imdb_csv(mini_imdb), "stage.parent=ft-bwd", "backwards=true", "run_name=clas-bwd")
+    assert bwd.model_info["backwards"] is True
+    pd.read_csv(mini_imdb / "test.csv").to_csv(tmp_path / "t.csv", index=False)
+    ens = _run("evaluate", root, f"stage.input={tmp_path / 't.csv'}", "stage.models=[clas,clas-bwd]",
+               f"stage.output={tmp_path / 'e.json'}")
+    assert ens["models"] == ["classify/clas", "classify/clas-bwd"] and 0 <= ens["accuracy"] <= 1
+
+
+def test_classify_without_pretraining(tmp_path, mini_imdb):
+    entry = _run("classify", tmp_path, *imdb_csv(mini_imdb), "stage.parent_stage=none", "run_name=scratch",
+                 "train.gradual_unfreezing=false")
+    assert entry.lineage["parent"] is None and len(entry.metrics["phases"]) == 1
+
+
+def test_cli_quickstart_pipeline_tiny(tmp_path):
+    """The README's main job, shrunk: experiment=quickstart with tiny overrides on the command line."""
+    out = run_cli("experiment=quickstart", "run_name=qs", *TINY, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout
+    store = Store(tmp_path / "store")
+    assert [e.ref for e in lineage_chain(store, store.get("classify", "qs-classify"))] == [
+        "classify/qs-classify", "lm_finetune/qs-lm_finetune", "pretrain/qs-pretrain"]

@@ -1,0 +1,117 @@
+"""Classifier entries at inference time: load, tokenize new texts with the entry's vocab, predict.
+
+Several entries (e.g. a forward and a backward classifier) form an ensemble whose class probabilities are
+averaged, as the paper does for its fwd+bwd results. Each model reads the texts in its own direction.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.losses import CrossEntropyLossFlat
+from fastai.text.learner import TextLearner
+
+from ulmfit.data.readers import open_text, read_table
+from ulmfit.data.tokens import Docs, TokenizerSettings, tokenize
+from ulmfit.data.loaders import clas_loader
+from ulmfit.errors import UsageError
+from ulmfit.models import build_classifier
+from ulmfit.store import Entry, Store
+
+
+@dataclass
+class Classifier:
+    """A classifier entry loaded for prediction."""
+
+    entry: Entry
+    model: torch.nn.Module
+    vocab: list[str]
+    classes: list[str]
+    backwards: bool
+
+    @classmethod
+    def load(cls, entry: Entry, device: torch.device) -> "Classifier":
+        info = entry.model_info
+        if info.get("kind") != "classifier":
+            raise UsageError(f"{entry.ref} is a {info.get('kind')} entry, not a classifier; pass a 'classify' "
+                             f"entry name.")
+        model = build_classifier(info)
+        entry.load_weights(model)
+        return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]))
+
+    def numericalize(self, token_lists: list[list[str]]) -> Docs:
+        """Token lists -> this model's vocab ids (unknown tokens -> ``xxunk`` = 0)."""
+        index = {t: i for i, t in enumerate(self.vocab)}
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ids = np.fromiter((index.get(t, 0) for toks in token_lists for t in toks), dtype=np.int64,
+                          count=int(offsets[-1]))
+        return Docs(ids, offsets)
+
+    def predict_probs(self, token_lists: list[list[str]], bs: int = 64) -> np.ndarray:
+        """Class probabilities, one row per input, in input order."""
+        docs = self.numericalize(token_lists)
+        device = next(self.model.parameters()).device
+        bptt = self.entry.model_info["head"]["bptt"]
+        dl = clas_loader(docs, [0] * len(docs), bs, bptt, shuffle=False, device=device, backwards=self.backwards)
+        # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state
+        learn = TextLearner(DataLoaders(dl, dl, device=device), self.model, loss_func=CrossEntropyLossFlat())
+        with learn.no_bar(), learn.no_logging():
+            probs, _ = learn.get_preds(dl=dl)  # SortedDL batches by length; get_preds puts rows back in order
+        return probs.float().numpy()
+
+
+def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.device) -> list[Classifier]:
+    """The named classify entries (or the latest one); all must predict the same classes."""
+    entries = [store.find("classify", n) for n in (names or [None])]
+    models = [Classifier.load(e, device) for e in entries]
+    for m in models[1:]:
+        if m.classes != models[0].classes:
+            raise UsageError(f"{m.entry.ref} predicts {m.classes} but {models[0].entry.ref} predicts "
+                             f"{models[0].classes}; an ensemble needs classifiers of the same task.")
+    return models
+
+
+def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
+                   bs: int = 64) -> np.ndarray:
+    """Averaged class probabilities of ``models`` for raw ``texts`` (tokenized once, fastai rules)."""
+    token_lists = tokenize(list(texts), settings)
+    return np.mean([m.predict_probs(token_lists, bs) for m in models], axis=0)
+
+
+def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = None,
+                encoding: str = "utf-8") -> pd.DataFrame:
+    """Texts (and labels, for evaluation) from a CSV/TSV (optionally compressed) or a text file (one per line)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UsageError(f"Input file {path} does not exist. Set stage.input=<a CSV, TSV or .txt file>.")
+    if ".txt" in path.suffixes:
+        if label_col:
+            raise UsageError(f"{path} is a text file without labels; evaluate needs a labelled CSV/TSV.")
+        with open_text(path, encoding) as fh:
+            texts = [line.rstrip("\n") for line in fh]
+        if not texts:
+            raise UsageError(f"Input file {path} is empty.")
+        return pd.DataFrame({"text": texts, "label": [""] * len(texts)})
+    return read_table(path, text_col, label_col, labelled=label_col is not None, encoding=encoding)
+
+
+def write_atomic_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` to ``path`` via a temp file + rename: a crash never leaves half a file."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

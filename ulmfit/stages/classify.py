@@ -1,0 +1,79 @@
+"""Stage 3: the target-task classifier (ULMFiT §3.3).
+
+load parent encoder (``lm_finetune``, or ``pretrain`` to skip fine-tuning, or none) -> labelled texts with the
+parent's vocab -> concat-pooling head -> gradual unfreezing with discriminative LRs and STLR in each phase ->
+test accuracy, error, per-class metrics, confusion matrix -> store entry ``classify/<run>``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ulmfit.data import build_vocab, holdout_split, load_corpus, numericalize
+from ulmfit.data.loaders import clas_dataloaders
+from ulmfit.errors import UsageError
+from ulmfit.evaluation import classification_metrics, predict_probs
+from ulmfit.models import build_classifier, classifier_info, model_info
+from ulmfit.stages.common import find_parent, open_store, parent_ref, save_entry
+from ulmfit.store import Entry
+from ulmfit.training import clas_learner, fit_gradual, resolve_device, seed_everything
+from ulmfit.transfer import check_direction, load_encoder
+
+log = logging.getLogger(__name__)
+STAGE = "classify"
+PARENT_STAGES = ("lm_finetune", "pretrain", "none")
+
+
+def run(cfg: DictConfig) -> Entry:
+    store, name = open_store(cfg, STAGE)
+    if cfg.stage.parent_stage not in PARENT_STAGES:
+        raise UsageError(f"stage.parent_stage={cfg.stage.parent_stage!r}; use one of {', '.join(PARENT_STAGES)}.")
+    parent = None if cfg.stage.parent_stage == "none" else find_parent(store, cfg.stage.parent_stage, cfg.stage.parent)
+    if parent is not None:
+        check_direction(parent, cfg.backwards)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    labelled = corpus.part("train")
+    classes = sorted(set(labelled.labels))
+    if "" in classes or len(classes) < 2:
+        raise UsageError(f"classify needs labelled training texts with at least two classes; found {classes}. "
+                         f"Check data.label_col.")
+    vocab = parent.vocab if parent else build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
+    docs = numericalize(corpus, "train", vocab)
+    keep, held = holdout_split(len(docs), cfg.data.valid_frac, cfg.seed)
+    if cfg.data.get("n_train"):  # sample-efficiency runs: a seeded subset of the labelled training texts
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(keep)[:cfg.data.n_train])
+    train, valid = docs.subset(keep), docs.subset(held)
+    dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards)
+
+    encoder_info = parent.model_info if parent else model_info(cfg.model, len(vocab), 1.0, cfg.backwards)
+    info = classifier_info(encoder_info, cfg.model.head, classes, cfg.train.drop_mult, cfg.train.bptt)
+    model = build_classifier(info)
+    if parent is not None:
+        load_encoder(parent, model, encoder_info)
+    log.info("classify: parent %s, %d train / %d valid docs, %d classes", parent.ref if parent else "none",
+             len(train), len(valid), len(classes))
+
+    learn = clas_learner(dls, model, cfg.train)
+    seconds, phases = fit_gradual(learn, cfg.train)
+
+    metrics = {"valid_accuracy": float(phases[-1]["history"][-1].get("accuracy", float("nan")))}
+    if "test" in corpus.parts:
+        test = numericalize(corpus, "test", vocab)
+        unseen = sorted(set(test.labels) - set(classes))
+        if unseen:
+            raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
+        probs = predict_probs(learn, test, cfg.train.bs, cfg.train.bptt, cfg.backwards)
+        report = classification_metrics(probs, [classes.index(c) for c in test.labels], classes)
+        metrics.update({"test_" + k: v for k, v in report.items()})
+    metrics.update({"train_seconds": round(seconds, 1), "n_train": len(train), "n_valid": len(valid),
+                    "classes": classes, "phases": phases})
+    lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                                       "parts": ["train"], "n_train": len(train)}}
+    return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
+                      lineage=lineage)

@@ -1,0 +1,46 @@
+"""Glue every stage shares: opening the store, finding the parent, writing the entry."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from omegaconf import DictConfig
+
+from ulmfit.models import encoder_of
+from ulmfit.report import print_table
+from ulmfit.store import Entry, Store, new_run_name
+from ulmfit.transfer import ENCODER_WEIGHTS
+
+
+def open_store(cfg: DictConfig, stage: str) -> tuple[Store, str]:
+    """The store and this run's entry name, checked writable before any work starts."""
+    store, name = Store(cfg.paths.store), cfg.run_name or new_run_name()
+    store.check_writable(stage, name)
+    return store, name
+
+
+def find_parent(store: Store, stage: str, name: str | None) -> Entry | None:
+    """``stage.parent``: an entry name, null/latest for the newest, or 'none' for no parent (random init)."""
+    return None if name == "none" else store.find(stage, name)
+
+
+def parent_ref(parent: Entry | None) -> dict[str, str] | None:
+    return {"stage": parent.stage, "name": parent.name, "created": parent.created} if parent else None
+
+
+def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: torch.nn.Module,
+               vocab: list[str], info: Mapping[str, Any], metrics: Mapping[str, Any],
+               lineage: Mapping[str, Any], save_encoder: bool = False) -> Entry:
+    """Write a complete entry atomically and print its metrics."""
+    with store.create(stage, name, dict(lineage)) as w:
+        w.save_model(model)
+        if save_encoder:  # what classify loads; lets any LM entry (pretrain or lm_finetune) feed it
+            w.save_model(encoder_of(model), ENCODER_WEIGHTS)
+        w.save_json("vocab.json", vocab)
+        w.save_json("model.json", dict(info))
+        w.save_json("metrics.json", dict(metrics))
+        w.save_config(cfg)
+    entry = store.get(stage, name)
+    print_table(f"{stage} -> {entry.path}", metrics)
+    return entry

@@ -1,0 +1,77 @@
+"""Stage 2: fine-tune the pretrained LM on the target corpus (ULMFiT §3.2).
+
+load parent ``pretrain`` entry -> target texts (train + unlabelled; labels are never read) -> new vocab,
+embeddings transferred (fastai ``match_embeds``) -> discriminative LRs + slanted triangular LRs -> target
+perplexity before/after -> store entry ``lm_finetune/<run>`` (LM + encoder).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from ulmfit.data import build_vocab, lm_splits, load_corpus
+from ulmfit.data.loaders import lm_dataloaders
+from ulmfit.errors import UsageError
+from ulmfit.models import build_language_model, model_info
+from ulmfit.stages.common import find_parent, open_store, parent_ref, save_entry
+from ulmfit.store import Entry
+from ulmfit.training import check_finite, epoch_history, fit, lm_eval, lm_learner, resolve_device, seed_everything
+from ulmfit.transfer import check_direction, transferred_lm_weights
+
+log = logging.getLogger(__name__)
+STAGE = "lm_finetune"
+
+
+def run(cfg: DictConfig) -> Entry:
+    store, name = open_store(cfg, STAGE)
+    parent = find_parent(store, "pretrain", cfg.stage.parent)
+    if parent is not None:
+        check_direction(parent, cfg.backwards)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.train.device)
+
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    parts = [p for p in cfg.stage.lm_parts if p in corpus.parts]
+    if not parts:
+        raise UsageError(f"None of stage.lm_parts={list(cfg.stage.lm_parts)} is in the corpus "
+                         f"(it has {list(corpus.parts)}).")
+    vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
+    train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.seed)
+    dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
+                         eval_bs=cfg.train.eval_bs)
+
+    if parent is None:  # ablation "no pretraining": same recipe from a random init
+        info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=cfg.backwards)
+        model = build_language_model(info)
+    else:  # the parent's architecture, re-indexed for the target vocabulary
+        info = {**parent.model_info, "vocab_size": len(vocab), "drop_mult": cfg.train.drop_mult}
+        model = build_language_model(info)
+        model.load_state_dict(transferred_lm_weights(parent, vocab))
+    n_new = len(set(vocab) - set(parent.vocab)) if parent else len(vocab)
+    log.info("lm_finetune: parent %s, parts %s, %d train / %d valid tokens, vocab %d (%d new)",
+             parent.ref if parent else "none", parts, train.n_tokens, valid.n_tokens, len(vocab), n_new)
+
+    learn = lm_learner(dls, model, cfg.train)
+    before = lm_eval(learn, dls.valid)
+    seconds = 0.0
+    if cfg.train.freeze_epochs:  # optional warm-up of the (new) embeddings and decoder only
+        learn.freeze()
+        seconds += fit(learn, cfg.train, epochs=cfg.train.freeze_epochs)
+        learn.unfreeze()
+    seconds += fit(learn, cfg.train)
+    history = epoch_history(learn)
+    check_finite(history)
+
+    metrics = {**{"valid_" + k: v for k, v in lm_eval(learn, dls.valid).items()},
+               "valid_perplexity_before": before["perplexity"], "epochs": cfg.train.epochs,
+               "train_seconds": round(seconds, 1), "train_tokens": train.n_tokens, "vocab_size": len(vocab),
+               "new_tokens": n_new,
+               "tokens_per_second": round(train.n_tokens * (cfg.train.epochs + cfg.train.freeze_epochs) / seconds, 1),
+               "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
+               "history": history}
+    lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                                       "parts": parts}}
+    return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
+                      lineage=lineage, save_encoder=True)

@@ -1,0 +1,85 @@
+"""Several stages in a row (pretrain -> lm_finetune -> classify), each composed exactly as
+``python -m ulmfit stage=<name> <overrides>`` would compose it, linked through the store by run name.
+
+Each step starts from its overrides in ``stage.steps``; the command line's own overrides (e.g.
+``paths.root=...``, ``train.epochs=1``) are applied to every step after them. Entries are named ``<run_name>-<stage>`` and every step names
+its parent explicitly, so the lineage links exactly the entries this pipeline wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from ulmfit.errors import UsageError
+from ulmfit.store import Entry, new_run_name
+
+log = logging.getLogger(__name__)
+STAGE = "pipeline"
+PARENT_OF = {"lm_finetune": "pretrain", "classify": "lm_finetune"}
+SUMMARY = {  # what the closing table shows per stage
+    "pretrain": ["valid_perplexity", "test_perplexity"],
+    "lm_finetune": ["valid_perplexity_before", "valid_perplexity"],
+    "classify": ["test_accuracy", "test_error_rate"],
+}
+
+
+def _inherited_overrides() -> list[str]:
+    """The user's command-line overrides, minus those that select the pipeline itself."""
+    if not HydraConfig.initialized():
+        return []
+    skip = ("stage=", "experiment=", "run_name=", "+experiment=")
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
+
+
+def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, list[str]]]:
+    """(stage, overrides) for every step, parents wired by name."""
+    prefix = cfg.run_name or new_run_name()
+    from ulmfit.stages import STAGES
+    steps, names = [], {}
+    for stage, extra in cfg.stage.steps.items():
+        if stage not in STAGES or stage == STAGE:
+            raise UsageError(f"stage.steps has {stage!r}; steps must be among {', '.join(s for s in STAGES if s != STAGE)}.")
+        names[stage] = f"{prefix}-{stage}"
+        # the command line comes after the step's own overrides, so what the user types wins
+        overrides = [f"stage={stage}", *(extra or []), *inherited, f"run_name={names[stage]}"]
+        parent = PARENT_OF.get(stage)
+        if parent in names:
+            overrides.append(f"stage.parent={names[parent]}")
+        if stage == "classify" and parent not in names and "pretrain" in names:
+            overrides += ["stage.parent_stage=pretrain", f"stage.parent={names['pretrain']}"]
+        steps.append((stage, overrides))
+    return steps
+
+
+def run(cfg: DictConfig) -> list[Entry]:
+    from ulmfit.stages import get_stage
+    entries, rows, t0 = [], [], time.perf_counter()
+    for stage, overrides in step_overrides(cfg, _inherited_overrides()):
+        log.info("pipeline step %s: %s", stage, " ".join(overrides))
+        step_cfg = compose(config_name="config", overrides=overrides)
+        t = time.perf_counter()
+        entry = get_stage(stage)(step_cfg)
+        entries.append(entry)
+        rows.append(_summary_row(entry, time.perf_counter() - t))
+    _print_summary(rows, time.perf_counter() - t0)
+    return entries
+
+
+def _summary_row(entry: Entry, seconds: float) -> dict[str, Any]:
+    metrics = entry.metrics
+    return {"entry": entry.ref, "seconds": seconds,
+            "metrics": {k: metrics[k] for k in SUMMARY.get(entry.stage, []) if k in metrics}}
+
+
+def _print_summary(rows: list[dict[str, Any]], total: float) -> None:
+    print(f"\n== pipeline results ({total / 60:.1f} min)")
+    width = max(len(r["entry"]) for r in rows)
+    for r in rows:
+        values = "  ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items())
+        print(f"  {r['entry']:<{width}}  {r['seconds']:6.0f}s  {values}")
