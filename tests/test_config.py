@@ -45,7 +45,7 @@ def test_paper_model_sizes(make_cfg):
 
 def test_cli_help_and_cfg_job(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
-    assert out.returncode == 0 and "stage: pretrain" in out.stdout
+    assert out.returncode == 0 and "name: pretrain" in out.stdout and "stage: " in out.stdout
     out = run_cli("stage=pretrain", "model=awd_lstm_tiny", "--cfg", "job", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "emb_sz: 48" in out.stdout and "name: pretrain" in out.stdout

@@ -160,9 +160,12 @@ def test_classify_without_pretraining(tmp_path, mini_imdb):
     assert entry.lineage["parent"] is None and len(entry.metrics["phases"]) == 1
 
 
-def test_cli_quickstart_pipeline_tiny(tmp_path):
-    """The README's main job, shrunk: experiment=quickstart with tiny overrides on the command line."""
-    out = run_cli("experiment=quickstart", "run_name=qs", *TINY, cwd=tmp_path)
+def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb):
+    """The README's main job through the CLI, with each step pointed at tiny data and the tiny model."""
+    csv = ",".join(f"'{o}'" for o in imdb_csv(mini_imdb))
+    out = run_cli("experiment=quickstart", "run_name=qs", *TINY,
+                  f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}']",
+                  f"stage.steps.lm_finetune=[{csv}]", f"stage.steps.classify=[{csv},'train.bs=16']", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout
     store = Store(tmp_path / "store")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
 from ulmfit.data.readers import make_reader
+from ulmfit.errors import UsageError
 from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, holdout_split, \
     load_or_tokenize, numericalize
 
-__all__ = ["Docs", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
-           "numericalize", "make_reader"]
+__all__ = ["classification_split", "Docs", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
+           "labelled_classes", "numericalize", "make_reader"]
 
 
 def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_dir: str) -> TokenizedCorpus:
@@ -30,3 +33,28 @@ def lm_splits(corpus: TokenizedCorpus, vocab: list[str], train_parts: list[str],
         return train, numericalize(corpus, "valid", vocab)
     keep, held = holdout_split(len(train), valid_frac, seed)
     return train.subset(keep), train.subset(held)
+
+
+def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int,
+                         n_train: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) indices into the labelled ``train`` part, shared by ``classify`` and the baselines.
+
+    ``valid_frac`` of the documents are held out (seeded); ``n_train`` keeps a seeded subset of the rest
+    (sample-efficiency runs), so every method sees exactly the same labelled texts.
+    """
+    keep, held = holdout_split(len(corpus.part("train")), valid_frac, seed)
+    if n_train:
+        if n_train > len(keep):
+            raise UsageError(f"data.n_train={n_train} but only {len(keep)} labelled training texts remain after "
+                             f"the validation hold-out; lower data.n_train.")
+        keep = np.sort(np.random.default_rng(seed).permutation(keep)[:n_train])
+    return keep, held
+
+
+def labelled_classes(corpus: TokenizedCorpus) -> list[str]:
+    """The sorted class names of the ``train`` part; fails unless there are labels and at least two classes."""
+    classes = sorted(set(corpus.part("train").labels))
+    if "" in classes or len(classes) < 2:
+        raise UsageError(f"Classification needs labelled training texts with at least two classes; found "
+                         f"{classes[:10]}. Check data.label_col.")
+    return classes

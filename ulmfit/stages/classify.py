@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from omegaconf import DictConfig
 
-from ulmfit.data import build_vocab, holdout_split, load_corpus, numericalize
+from ulmfit.data import build_vocab, classification_split, labelled_classes, load_corpus, numericalize
 from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics, predict_probs
@@ -38,16 +37,10 @@ def run(cfg: DictConfig) -> Entry:
     device = resolve_device(cfg.train.device)
 
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
-    labelled = corpus.part("train")
-    classes = sorted(set(labelled.labels))
-    if "" in classes or len(classes) < 2:
-        raise UsageError(f"classify needs labelled training texts with at least two classes; found {classes}. "
-                         f"Check data.label_col.")
+    classes = labelled_classes(corpus)
     vocab = parent.vocab if parent else build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     docs = numericalize(corpus, "train", vocab)
-    keep, held = holdout_split(len(docs), cfg.data.valid_frac, cfg.seed)
-    if cfg.data.get("n_train"):  # sample-efficiency runs: a seeded subset of the labelled training texts
-        keep = np.sort(np.random.default_rng(cfg.seed).permutation(keep)[:cfg.data.n_train])
+    keep, held = classification_split(corpus, cfg.data.valid_frac, cfg.seed, cfg.data.get("n_train"))
     train, valid = docs.subset(keep), docs.subset(held)
     dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards)
 

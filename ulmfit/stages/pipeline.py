@@ -33,7 +33,7 @@ def _inherited_overrides() -> list[str]:
     """The user's command-line overrides, minus those that select the pipeline itself."""
     if not HydraConfig.initialized():
         return []
-    skip = ("stage=", "experiment=", "run_name=", "+experiment=")
+    skip = ("stage=", "stage.steps", "experiment=", "run_name=", "+experiment=")
     return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
 
 

@@ -1,0 +1,55 @@
+"""Helpers for experiment scripts: run CLI stages, time them, describe the machine, write results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "experiments" / "results"
+
+
+def hardware() -> str:
+    """CPU model, cores and memory (and GPU if any), for the results header."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        mem_s = f", {mem / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        mem_s = ""
+    import torch
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{mem_s}{gpu}; torch {torch.__version__}"
+
+
+def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
+    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return wall seconds; raise on failure."""
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "ulmfit", *args]
+    print("$", " ".join(cmd), flush=True)
+    with open(log, "a") if log else open(os.devnull, "w") as fh:
+        proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "ULMFIT_HOME": str(home)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        fh.write(proc.stdout)
+    if proc.returncode != 0:
+        sys.exit(f"step failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:
+    return json.loads((home / "store" / stage / name / "metrics.json").read_text())
+
+
+def stamp() -> str:
+    return dt.datetime.now().strftime("%Y-%m-%d %H:%M")
