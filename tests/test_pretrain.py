@@ -63,3 +63,27 @@ def test_cli_usage_error_exits_2_and_writes_nothing(tmp_path):
     assert out.returncode == 2
     assert "does not exist" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "store" / "pretrain").exists() or not any((tmp_path / "store" / "pretrain").iterdir())
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_wandb_offline_logs_and_unreachable_online_only_warns(mode, tmp_path, mini_wikitext, caplog, monkeypatch):
+    """Offline: a local W&B run is written. Online without credentials/network: a warning, and the run
+    still finishes with its metrics in the store."""
+    from hydra import compose, initialize_config_dir
+    from ulmfit.config import CONF_DIR
+    from ulmfit.tracking import tracking
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.root={tmp_path}", "stage=pretrain", "data=wikitext2",
+                                           f"data.root={mini_wikitext}", *TINY, "logger=wandb",
+                                           f"logger.mode={mode}", "logger.init_timeout=5", "run_name=w"])
+    with tracking(cfg) as tracker:
+        entry = run(cfg)
+    assert "valid_perplexity" in entry.metrics
+    runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*/*.wandb"))
+    if mode == "offline":
+        assert type(tracker).__name__ == "WandbTracker" and len(runs) == 1 and runs[0].stat().st_size > 0
+    else:
+        assert type(tracker).__name__ == "Tracker" and "W&B could not start" in caplog.text

@@ -26,9 +26,11 @@ log = logging.getLogger("ulmfit")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> None:
     from ulmfit.stages import get_stage
+    from ulmfit.tracking import tracking
     try:
         try:
-            get_stage(cfg.stage.name)(cfg)
+            with tracking(cfg):
+                get_stage(cfg.stage.name)(cfg)
         except MissingMandatoryValue as e:  # a `???` in the config the user did not fill in
             raise UsageError(f"Missing config value {e.full_key}: set it on the command line, "
                              f"e.g. {e.full_key}=<value>.") from None

@@ -21,6 +21,7 @@ from fastai.text.learner import LMLearner, TextLearner
 from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
+from ulmfit import tracking
 from ulmfit.errors import UsageError
 from ulmfit.precision import apply_precision
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
@@ -50,6 +51,14 @@ def optimizer(opt_cfg: Mapping[str, Any]):
                    eps=opt_cfg.get("eps", 1e-5))
 
 
+def with_tracking(learn: Learner) -> Learner:
+    """Add the active experiment tracker's callback (W&B), if any."""
+    cb = tracking.current().callback()
+    if cb is not None:
+        learn.add_cb(cb)
+    return learn
+
+
 def plain_progress(learn: Learner) -> Learner:
     """Outside a terminal (logs, CI, sweeps) drop fastai's redrawing progress bars; log one line per epoch."""
     if not sys.stdout.isatty():
@@ -69,7 +78,7 @@ def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LML
                       opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy, Perplexity()],
                       wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
                       beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32")))
+    return with_tracking(plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
 
 
 def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None) -> float:
@@ -120,7 +129,7 @@ def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> T
                         opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy],
                         wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
                         beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32")))
+    return with_tracking(plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
 
 
 def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:

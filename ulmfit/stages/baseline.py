@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from ulmfit import tracking
 from ulmfit.baselines import make_baseline
 from ulmfit.data import classification_split, labelled_classes, load_corpus
 from ulmfit.data.tokens import Docs, TokenizedCorpus
@@ -60,5 +61,6 @@ def run_baseline(cfg: DictConfig, stage: str) -> Entry:
         w.save_json("metrics.json", metrics)
         w.save_config(cfg)
     entry = store.get(stage, name)
+    tracking.current().log_summary(metrics)
     print_table(f"{stage} -> {entry.path}", metrics)
     return entry

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import torch
 from omegaconf import DictConfig
 
+from ulmfit import tracking
 from ulmfit.models import encoder_of
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
@@ -42,5 +43,6 @@ def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: t
         w.save_json("metrics.json", dict(metrics))
         w.save_config(cfg)
     entry = store.get(stage, name)
+    tracking.current().log_summary(metrics)
     print_table(f"{stage} -> {entry.path}", metrics)
     return entry
