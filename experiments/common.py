@@ -53,3 +53,22 @@ def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:
 
 def stamp() -> str:
     return dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+
+
+def append_result(name: str, row: dict[str, Any], title: str, description: str) -> str:
+    """Append ``row`` to results/<name>.csv and rewrite results/<name>.md as a table of every row so far."""
+    import csv
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    md = "\n".join([f"# {title}", "", description, "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]),
+                    *["| " + " | ".join(r.values()) + " |" for r in rows]]) + "\n"
+    (RESULTS / f"{name}.md").write_text(md)
+    return md

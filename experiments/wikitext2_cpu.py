@@ -8,12 +8,11 @@ token-cache timing (cold tokenization vs. a cache hit). Writes experiments/resul
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, entry_metrics, hardware, stamp, ulmfit
+from common import append_result, entry_metrics, hardware, stamp, ulmfit
 
 
 def cache_timing(wikitext: Path) -> tuple[float, float]:
@@ -47,25 +46,12 @@ def main() -> None:
            "test_ppl": round(m["test_perplexity"], 1), "train_min": round(m["train_seconds"] / 60, 1),
            "tokens_per_s": round(m["tokens_per_second"]), "tokenize_cold_s": round(cold, 1),
            "tokenize_cached_s": round(warm, 2)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "wikitext2_cpu.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-    rows = list(csv.DictReader(open(path)))
-    md = ["# WikiText-2 pretraining on CPU", "",
-          f"`python experiments/wikitext2_cpu.py` on {hardware()}.",
-          "Recipe `experiment=wikitext2_cpu`: `awd_lstm_cpu` (emb 200, 3×576), one-cycle LR 1e-2, drop_mult 0.3, "
-          "bs 64, bptt 70, Adam(0.7, 0.99), fp32. Perplexities on the official valid/test splits "
-          "(fastai tokenization, vocab min_freq 3). Training time includes per-epoch validation; "
-          "tokenize_cold_s/cached_s: all three splits into an empty cache, then a cache hit.", "",
-          "| " + " | ".join(row) + " |", "|" + "---|" * len(row),
-          *["| " + " | ".join(r.values()) + " |" for r in rows]]
-    (RESULTS / "wikitext2_cpu.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+    print(append_result("wikitext2_cpu", row, "WikiText-2 pretraining on CPU", (
+        f"`python experiments/wikitext2_cpu.py` on {hardware()}.\n"
+        "Recipe `experiment=wikitext2_cpu`: `awd_lstm_cpu` (emb 200, 3×576), one-cycle LR 1e-2, drop_mult 0.3, "
+        "bs 64, bptt 70, Adam(0.7, 0.99), fp32. Perplexities on the official valid/test splits "
+        "(fastai tokenization, vocab min_freq 3). Training time includes per-epoch validation; "
+        "tokenize_cold_s / tokenize_cached_s: all three splits into an empty cache, then a cache hit.")))
 
 
 if __name__ == "__main__":

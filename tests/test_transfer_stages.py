@@ -14,7 +14,7 @@ from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, build_language_model, classifier_info, encoder_of, model_info
 from ulmfit.stages import get_stage
 from ulmfit.store import Store, lineage_chain
-from ulmfit.training import clas_learner, fit_gradual, trainable_groups
+from ulmfit.training import clas_learner, fit_gradual
 from ulmfit.transfer import transferred_lm_weights
 from tests.conftest import TINY, imdb_csv, run_cli
 
