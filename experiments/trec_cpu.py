@@ -14,8 +14,8 @@ from pathlib import Path
 
 from common import append_result, entry_metrics, hardware, stamp, ulmfit
 
-FINETUNE = ["train.epochs=6", "train.lr=4e-3", "train.bs=32", "stage.lm_parts=[train]"]
-CLASSIFY = ["train.epochs=4", "train.lr=1e-2", "train.bs=32", "train.phase_lr_mult=0.5"]
+FINETUNE = ["train.epochs=10", "train.lr=4e-3", "train.bs=32", "stage.lm_parts=[train]"]
+CLASSIFY = ["train.epochs=4", "train.lr=1e-2", "train.bs=32"]
 
 
 def main() -> None:

@@ -165,9 +165,10 @@ def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb
     csv = ",".join(f"'{o}'" for o in imdb_csv(mini_imdb))
     out = run_cli("experiment=quickstart", "run_name=qs", *TINY,
                   f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}']",
-                  f"stage.steps.lm_finetune=[{csv}]", f"stage.steps.classify=[{csv},'train.bs=16']", cwd=tmp_path)
+                  f"stage.steps.lm_finetune=[{csv}]", f"stage.steps.classify=[{csv},'train.bs=16']",
+                  f"stage.steps.tfidf=[{csv}]", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout
+    assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout and "tfidf/qs-tfidf" in out.stdout
     store = Store(tmp_path / "store")
     assert [e.ref for e in lineage_chain(store, store.get("classify", "qs-classify"))] == [
         "classify/qs-classify", "lm_finetune/qs-lm_finetune", "pretrain/qs-pretrain"]

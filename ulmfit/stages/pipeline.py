@@ -26,6 +26,8 @@ SUMMARY = {  # what the closing table shows per stage
     "pretrain": ["valid_perplexity", "test_perplexity"],
     "lm_finetune": ["valid_perplexity_before", "valid_perplexity"],
     "classify": ["test_accuracy", "test_error_rate"],
+    "tfidf": ["test_accuracy", "test_error_rate"],
+    "nbsvm": ["test_accuracy", "test_error_rate"],
 }
 
 
