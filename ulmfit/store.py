@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
 from ulmfit import PACKAGE_DIR, __version__
@@ -120,11 +121,20 @@ class Entry:
 
     def load_weights(self, model: torch.nn.Module, filename: str = WEIGHTS, strict: bool = True) -> None:
         """Load weights into ``model`` (handles the tied embedding/decoder weights)."""
+        path = self.path / filename
         try:
-            missing, unexpected = load_model(model, self.path / filename, strict=False)
-        except Exception as e:
-            raise UsageError(f"Cannot load weights {self.path / filename} into the model: {e}. The file is "
-                             f"corrupted or the architecture differs; re-run stage '{self.stage}'.") from None
+            with safe_open(path, "pt"):  # reads and validates the header only
+                pass
+        except Exception as e:  # safetensors raises several types for truncated/corrupt files
+            raise UsageError(f"Cannot read weights {path}: {e}. The file is truncated or corrupted; re-run "
+                             f"stage '{self.stage}' to recreate the entry.") from None
+        try:
+            missing, unexpected = load_model(model, path, strict=False)
+        except RuntimeError as e:
+            detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e)[:200])
+            raise UsageError(f"Weights in {self.ref} do not match the model built from its model.json "
+                             f"({detail}); the entry's model.json/vocab.json disagree with its weights. "
+                             f"Re-run stage '{self.stage}' to recreate it.") from None
         if strict and (missing or unexpected):
             raise UsageError(f"Weights in {self.ref} do not match the model (missing {sorted(missing)[:5]}, "
                              f"unexpected {sorted(unexpected)[:5]}): the model config differs from the one "
@@ -194,14 +204,21 @@ class Store:
         if (self.root / stage / name).exists():
             raise UsageError(f"Store entry '{stage}/{name}' already exists in {self.root}; pick another "
                              f"run_name or delete that entry.")
+        stage_dir = self.root / stage
+        created = not stage_dir.exists()
         try:
-            (self.root / stage).mkdir(parents=True, exist_ok=True)
-            probe = self.root / stage / f".probe-{secrets.token_hex(4)}"
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            probe = stage_dir / f".probe-{secrets.token_hex(4)}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as e:
             raise UsageError(f"The store directory {self.root} is not writable ({e.strerror}). Set "
                              f"paths.store=<a writable directory>.") from None
+        if created:  # leave the store as it was until there is an entry to write
+            try:
+                stage_dir.rmdir()
+            except OSError:  # a concurrent job (sweep) is writing there already
+                pass
 
     @contextmanager
     def create(self, stage: str, name: str, lineage: dict[str, Any]) -> Iterator[EntryWriter]:
@@ -211,7 +228,7 @@ class Store:
         """
         self.check_writable(stage, name)
         tmp = self.root / stage / f".tmp-{name}-{secrets.token_hex(4)}"
-        tmp.mkdir()
+        tmp.mkdir(parents=True)
         try:
             writer = EntryWriter(tmp)
             yield writer

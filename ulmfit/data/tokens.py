@@ -149,6 +149,8 @@ def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str
     h.update(json.dumps({"reader": type(reader).__name__, "options": options,
                          "tokenizer": settings.signature()}, sort_keys=True, default=str).encode())
     for f in files:
+        if not f.is_file():
+            raise UsageError(f"Data file {f} does not exist. Fix the path in the data config.")
         h.update(f.name.encode() + b"\0" + _file_digest(f).encode())
     info = {"reader": type(reader).__name__, "options": options, "tokenizer": settings.signature(),
             "n_files": len(files), "files": [str(f) for f in files[:20]]}

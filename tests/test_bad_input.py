@@ -1,0 +1,112 @@
+"""Bad input through the CLI: one clear message naming the problem and the fix, a non-zero exit (2 for
+usage errors), no traceback, and the store left exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, imdb_csv, run_cli
+from ulmfit.stages import get_stage
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    store = root / "store"
+    return {str(p.relative_to(store)): p.stat().st_size for p in store.rglob("*")} if store.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, mini_wikitext, mini_imdb) -> Path:
+    """A store with a tiny pretrain entry ``pre`` and a tiny classifier ``clas`` (built once)."""
+    from hydra import compose, initialize_config_dir
+    from ulmfit.config import CONF_DIR
+    root = tmp_path_factory.mktemp("bad_base")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for stage, extra in [("pretrain", ["data=wikitext2", f"data.root={mini_wikitext}", "run_name=pre"]),
+                             ("classify", [*imdb_csv(mini_imdb), "stage.parent_stage=pretrain", "stage.parent=pre",
+                                           "run_name=clas", "train.gradual_unfreezing=false"])]:
+            get_stage(stage)(compose("config", overrides=[f"stage={stage}", f"paths.root={root}", *TINY, *extra]))
+    return root
+
+
+@pytest.fixture
+def home(base, tmp_path) -> Path:
+    shutil.copytree(base, tmp_path / "home")
+    return tmp_path / "home"
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def _csv(home: Path, train: Path, *extra: str) -> list[str]:
+    return ["data=csv", f"data.files.train={train}", *extra]
+
+
+CASES = {
+    # name: (setup(home, mini) -> CLI args, expected message fragment, expected exit code)
+    "missing file": (lambda h, m: ["stage=tfidf", *_csv(h, h / "nope.csv")], "does not exist", 2),
+    "empty file": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "e.csv", ""))], "is empty", 2),
+    "wrong columns": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "c.csv", "review,stars\nok,1\n"))],
+                      "has no column 'text'", 2),
+    "empty texts": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "t.csv", "text,label\n,pos\n ,neg\n"))],
+                    "has no text", 2),
+    "NaN labels": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "n.csv", "text,label\na b,pos\nc d,\n"))],
+                   "without a label", 2),
+    "single class": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "s.csv", "text,label\na b,pos\nc d,pos\n"))],
+                     "at least two classes", 2),
+    "non-UTF-8 bytes": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "u.csv", b"text,label\ncaf\xe9 ok,pos\n"))],
+                        "data.encoding", 2),
+    "labels unseen at evaluate": (lambda h, m: ["stage=evaluate", "stage.models=[clas]", "stage.input=" + str(
+        _write(h / "ev.csv", "text,label\ngreat film,pos\nawful,meh\n"))], "never saw", 2),
+    "config typo": (lambda h, m: ["stage=pretrain", "trian.lr=1"], "trian", 1),
+    "unknown stage option": (lambda h, m: ["stage=pretrian"], "pretrian", 1),
+    "missing required value": (lambda h, m: ["stage=predict"], "stage.input", 2),
+    "store entry does not exist": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=nope"],
+                                   "No store entry 'pretrain/nope'", 2),
+    "truncated weights": (lambda h, m: [_truncate(h / "store/pretrain/pre/model.safetensors"), "stage=lm_finetune",
+                                        *imdb_csv(m), "stage.parent=pre"][1:], "truncated or corrupted", 2),
+    "architecture mismatch": (lambda h, m: [_edit_model_json(h / "store/pretrain/pre/model.json"), "stage=lm_finetune",
+                                            *imdb_csv(m), "stage.parent=pre"][1:], "do not match the model", 2),
+    "direction mismatch": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=pre", "backwards=true"],
+                           "forward model", 2),
+    "unwritable store": (lambda h, m: ["stage=tfidf", *imdb_csv(m), f"paths.store={_write(h / 'afile', 'x')}/store"],
+                         "not writable", 2),
+    "diverging training": (lambda h, m: ["stage=pretrain", "data=wikitext2", f"data.root={m.parent / 'w'}",
+                                         "train.lr=1e12", "train.clip=null"], "diverged", 2),
+    "fp16 on CPU": (lambda h, m: ["stage=pretrain", "train.precision=fp16"], "needs a CUDA GPU", 2),
+}
+
+
+def _truncate(path: Path) -> str:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return ""
+
+
+def _edit_model_json(path: Path) -> str:
+    info = json.loads(path.read_text())
+    info["config"]["n_hid"] += 8
+    path.write_text(json.dumps(info))
+    return ""
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gets_one_clear_message(case, home, mini_imdb, mini_wikitext, tmp_path):
+    setup, fragment, code = CASES[case]
+    if not (mini_imdb.parent / "w").exists():
+        shutil.copytree(mini_wikitext, mini_imdb.parent / "w")  # a fixed path for the divergence case
+    args = setup(home, mini_imdb)
+    before = _snapshot(home)
+    out = run_cli(*args, *TINY, cwd=home)
+    assert out.returncode == code, (out.returncode, out.stderr[-2000:])
+    assert fragment in out.stderr, out.stderr[-2000:]
+    if code == 2:
+        assert "Traceback" not in out.stderr and out.stderr.strip().startswith("ulmfit: error:")
+    after = _snapshot(home)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing changed or lost
+    assert not [k for k in after if k not in before and not k.startswith(".")], "a new entry appeared"
