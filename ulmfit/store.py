@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m ulmfit.store", description=main.__doc__)
     ap.add_argument("stage", nargs="?", help="only this stage")
-    ap.add_argument("--root", default=os.environ.get("ULMFIT_STORE", "store"))
+    default = os.environ.get("ULMFIT_STORE") or str(Path(os.environ.get("ULMFIT_HOME", ".")) / "store")
+    ap.add_argument("--root", default=default, help=f"the store directory (default: {default}, as paths.store)")
     args = ap.parse_args(argv)
     store = Store(args.root)
     for e in store.entries(args.stage):
