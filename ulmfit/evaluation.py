@@ -24,9 +24,15 @@ def classification_metrics(probs: np.ndarray, targets: Sequence[int], classes: S
                                  "matrix": confusion_matrix(targets, preds, labels=labels).tolist()}}
 
 
-def predict_probs(learn, docs: Docs, bs: int, bptt: int, backwards: bool = False) -> np.ndarray:
-    """Class probabilities for ``docs`` in their original order (fastai reorders SortedDL batches back)."""
-    dl = clas_loader(docs, [0] * len(docs), bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
+def probs_in_input_order(learn, dl) -> np.ndarray:
+    """Class probabilities over a ``SortedDL``, back in the documents' original order (``get_preds``
+    undoes the length sorting)."""
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=dl)
     return probs.float().numpy()
+
+
+def predict_probs(learn, docs: Docs, bs: int, bptt: int, backwards: bool = False) -> np.ndarray:
+    """Class probabilities for ``docs`` in their original order."""
+    dl = clas_loader(docs, [0] * len(docs), bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
+    return probs_in_input_order(learn, dl)

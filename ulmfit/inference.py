@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,10 @@ from ulmfit.data.readers import open_text, read_table
 from ulmfit.data.tokens import Docs, TokenizerSettings, tokenize
 from ulmfit.data.loaders import clas_loader
 from ulmfit.errors import UsageError
+from ulmfit.evaluation import probs_in_input_order
 from ulmfit.models import build_classifier
 from ulmfit.store import Entry, Store
+from ulmfit.training import resolve_device
 
 
 @dataclass
@@ -58,15 +61,13 @@ class Classifier:
 
     def predict_probs(self, token_lists: list[list[str]], bs: int = 64) -> np.ndarray:
         """Class probabilities, one row per input, in input order."""
-        docs = self.numericalize(token_lists)
         device = next(self.model.parameters()).device
-        bptt = self.entry.model_info["head"]["bptt"]
-        dl = clas_loader(docs, [0] * len(docs), bs, bptt, shuffle=False, device=device, backwards=self.backwards)
+        docs = self.numericalize(token_lists)
+        dl = clas_loader(docs, [0] * len(docs), bs, self.entry.model_info["head"]["bptt"], shuffle=False,
+                         device=device, backwards=self.backwards)
         # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state
         learn = TextLearner(DataLoaders(dl, dl, device=device), self.model, loss_func=CrossEntropyLossFlat())
-        with learn.no_bar(), learn.no_logging():
-            probs, _ = learn.get_preds(dl=dl)  # SortedDL batches by length; get_preds puts rows back in order
-        return probs.float().numpy()
+        return probs_in_input_order(learn, dl)
 
 
 def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.device) -> list[Classifier]:
@@ -104,13 +105,34 @@ def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = 
     return read_table(path, text_col, label_col, labelled=label_col is not None, encoding=encoding)
 
 
-def write_atomic_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` to ``path`` via a temp file + rename: a crash never leaves half a file."""
+def default_output(stage_cfg: Any, root: str, kind: str, suffix: str) -> Path:
+    """``stage.output``, or ``<root>/<kind>/<input stem>-<models><suffix>``."""
+    if stage_cfg.output:
+        return Path(stage_cfg.output).expanduser()
+    stem = Path(stage_cfg.input).name.split(".")[0]
+    return Path(root) / kind / f"{stem}-{'+'.join(stage_cfg.models or ['latest'])}{suffix}"
+
+
+def predict_inputs(cfg: Any, label_col: str | None = None) -> tuple[pd.DataFrame, list[Classifier], np.ndarray, float]:
+    """What ``predict`` and ``evaluate`` share: read ``stage.input``, load ``stage.models``, tokenize once,
+    average the models' probabilities. Returns (inputs, models, probabilities, seconds for the prediction)."""
+    inputs = read_inputs(cfg.stage.input, cfg.stage.text_col, label_col, encoding=cfg.stage.encoding)
+    models = load_ensemble(Store(cfg.paths.store), cfg.stage.models, resolve_device(cfg.train.device))
+    if label_col is not None and (unseen := sorted(set(inputs["label"]) - set(models[0].classes))):
+        raise UsageError(f"{cfg.stage.input} has labels {unseen[:5]} that {models[0].entry.ref} never saw "
+                         f"(it knows {models[0].classes}). Fix stage.label_col or the labels.")
+    t0 = time.perf_counter()
+    probs = ensemble_probs(models, inputs["text"].tolist(), TokenizerSettings.from_config(cfg.tokenizer), cfg.stage.bs)
+    return inputs, models, probs, time.perf_counter() - t0
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` then rename onto ``path``: a crash never leaves half a file."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
     try:
-        df.to_csv(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

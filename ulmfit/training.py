@@ -117,6 +117,13 @@ def lm_eval(learn, dl) -> dict[str, float]:
     return {"loss": float(loss), "accuracy": float(acc), "perplexity": float(math.exp(loss))}
 
 
+def last_valid(history: list[dict[str, float]]) -> dict[str, float]:
+    """The LM's validation metrics after the last epoch, as fastai's Recorder measured them at its end
+    (no second validation pass)."""
+    last = history[-1]
+    return {"loss": last["valid_loss"], "accuracy": last["accuracy"], "perplexity": float(math.exp(last["valid_loss"]))}
+
+
 def check_finite(history: list[dict[str, float]]) -> None:
     if history and not np.isfinite(history[-1].get("train_loss", 0.0)):
         raise UsageError("Training diverged (loss is NaN/inf). Lower train.lr or enable train.clip.")

@@ -17,8 +17,7 @@ __all__ = ["classification_split", "Docs", "TokenizedCorpus", "TokenizerSettings
 
 def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_dir: str) -> TokenizedCorpus:
     """Read (or fetch from the token cache) the corpus a data config describes."""
-    settings = TokenizerSettings(lang=tok_cfg.get("lang", "en"), n_workers=tok_cfg.get("n_workers"))
-    return load_or_tokenize(make_reader(data_cfg), settings, cache_dir)
+    return load_or_tokenize(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg), cache_dir)
 
 
 def lm_splits(corpus: TokenizedCorpus, vocab: list[str], train_parts: list[str], valid_frac: float,

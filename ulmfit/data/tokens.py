@@ -48,6 +48,11 @@ class TokenizerSettings:
     lang: str = "en"
     n_workers: int | None = None  # None = fastai's default (all cores); does not change the output
 
+    @classmethod
+    def from_config(cls, tok_cfg: Any) -> "TokenizerSettings":
+        """From the ``tokenizer`` config group."""
+        return cls(lang=tok_cfg.get("lang", "en"), n_workers=tok_cfg.get("n_workers"))
+
     @property
     def rules(self) -> list:
         return list(defaults.text_proc_rules)

@@ -17,7 +17,7 @@ from ulmfit.errors import UsageError
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import find_parent, open_store, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import check_finite, epoch_history, fit, lm_eval, lm_learner, resolve_device, seed_everything
+from ulmfit.training import check_finite, epoch_history, fit, last_valid, lm_eval, lm_learner, resolve_device, seed_everything
 from ulmfit.transfer import check_direction, transferred_lm_weights
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> Entry:
     history = epoch_history(learn)
     check_finite(history)
 
-    metrics = {**{"valid_" + k: v for k, v in lm_eval(learn, dls.valid).items()},
+    metrics = {**{"valid_" + k: v for k, v in last_valid(history).items()},
                "valid_perplexity_before": before["perplexity"], "epochs": cfg.train.epochs,
                "train_seconds": round(seconds, 1), "train_tokens": train.n_tokens, "vocab_size": len(vocab),
                "new_tokens": n_new,

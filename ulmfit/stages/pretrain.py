@@ -15,7 +15,7 @@ from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import open_store, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import check_finite, epoch_history, fit, lm_eval, lm_learner, resolve_device, seed_everything
+from ulmfit.training import check_finite, epoch_history, fit, last_valid, lm_eval, lm_learner, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
@@ -40,7 +40,7 @@ def run(cfg: DictConfig) -> Entry:
     history = epoch_history(learn)
     check_finite(history)
 
-    metrics = {"valid_" + k: v for k, v in lm_eval(learn, dls.valid).items()}
+    metrics = {"valid_" + k: v for k, v in last_valid(history).items()}
     if "test" in corpus.parts:
         test_dl = lm_loader(numericalize(corpus, "test", vocab), cfg.train.eval_bs, cfg.train.bptt, False, device,
                             cfg.backwards)
