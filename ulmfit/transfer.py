@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 from fastai.text.learner import match_embeds
 
@@ -28,16 +26,7 @@ def transferred_lm_weights(parent: Entry, new_vocab: list[str]) -> dict[str, tor
     return match_embeds(old.state_dict(), parent.vocab, list(new_vocab))
 
 
-def load_encoder(parent: Entry, model: torch.nn.Module, expected: Mapping[str, Any]) -> None:
-    """Load the parent's AWD-LSTM encoder into ``model`` (an LM or a classifier)."""
-    info = parent.model_info
-    if info["config"] != expected["config"] or info["vocab_size"] != expected["vocab_size"]:
-        raise UsageError(f"The encoder of {parent.ref} (vocab {info['vocab_size']}, {info['config']}) does not "
-                         f"match the model being built (vocab {expected['vocab_size']}). Use the parent's "
-                         f"architecture and vocabulary.")
-    if (parent.path / ENCODER_WEIGHTS).is_file():
-        parent.load_weights(encoder_of(model), ENCODER_WEIGHTS)
-    else:  # an LM entry saved without a separate encoder file: take the encoder out of the full LM
-        lm = build_language_model(info)
-        parent.load_weights(lm)
-        encoder_of(model).load_state_dict(encoder_of(lm).state_dict())
+def load_encoder(parent: Entry, model: torch.nn.Module) -> None:
+    """Load the parent's AWD-LSTM encoder into ``model`` (an LM or a classifier); a model built with another
+    architecture or vocabulary size is refused by ``Entry.load_weights`` with the mismatching shapes."""
+    parent.load_weights(encoder_of(model), ENCODER_WEIGHTS)  # every LM entry (pretrain, lm_finetune) has one

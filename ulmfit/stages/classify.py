@@ -48,7 +48,7 @@ def run(cfg: DictConfig) -> Entry:
     info = classifier_info(encoder_info, cfg.model.head, classes, cfg.train.drop_mult, cfg.train.bptt)
     model = build_classifier(info)
     if parent is not None:
-        load_encoder(parent, model, encoder_info)
+        load_encoder(parent, model)
     log.info("classify: parent %s, %d train / %d valid docs, %d classes", parent.ref if parent else "none",
              len(train), len(valid), len(classes))
 
