@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from fastai.text.core import UNK, tokenize_texts
 
+import ulmfit.data.tokenizer as tokenizer_mod
 import ulmfit.data.tokens as tokens_mod
 from ulmfit import UsageError
 from ulmfit.data.readers import CsvReader, WikiTextReader
@@ -33,10 +34,26 @@ def test_tokens_are_fastais(csv_reader, tmp_path):
     assert docs.labels == ["pos", "neg"]
 
 
+HARD_TEXTS = [
+    "", "   ", "\n\n", "xxmaj, xxbos. (xxup) xxunk's", "I don't know... it's 9:30 a.m. :) ;-) <3 #hashtag/slash",
+    "WOW!!!!! This is sooooo GOOD GOOD GOOD good", "U.S.A. vs. the U.K. -- e-mail me at a@b.com or http://x.y/z?q=1",
+    "Tabs\tand\u00a0non-breaking  spaces\r\nand <br /><br />html &amp; entities &#39;q&#39;",
+    "Café naïve — “quotes” ‘single’ 🎬 emoji 12,000.50$ 3rd 1990s", "Mr. Smith's wife's dog can't won't shan't",
+    "A" * 300 + " " + "ab" * 500, "x" * 5000,
+]
+
+
+@pytest.mark.parametrize("n_workers", [0, 2])
+def test_fast_path_matches_fastai_on_hard_texts(n_workers, monkeypatch):
+    monkeypatch.setattr(tokenizer_mod, "CHUNK", 3)
+    expected = [list(t) for t in tokenize_texts(HARD_TEXTS, n_workers=0)]
+    assert tokenizer_mod.tokenize(HARD_TEXTS, n_workers=n_workers) == expected
+
+
 def test_second_run_is_a_cache_hit_without_tokenizing(csv_reader, tmp_path, monkeypatch):
     first = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
     assert not first.cache_hit
-    monkeypatch.setattr(tokens_mod, "tokenize", lambda *a, **k: pytest.fail("tokenized again"))
+    monkeypatch.setattr(tokens_mod, "tokenize_ids", lambda *a, **k: pytest.fail("tokenized again"))
     monkeypatch.setattr(type(csv_reader), "read", lambda self: pytest.fail("read the raw files again"))
     second = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
     assert second.cache_hit and second.fingerprint == first.fingerprint
@@ -55,8 +72,9 @@ def test_fingerprint_follows_content_and_options(csv_reader, tmp_path):
     assert not b.cache_hit and b.fingerprint != a.fingerprint
 
 
-def test_parallel_tokenization_is_identical(tmp_path, mini_wikitext):
+def test_parallel_tokenization_is_identical(tmp_path, mini_wikitext, monkeypatch):
     reader = WikiTextReader(mini_wikitext)
+    monkeypatch.setattr(tokenizer_mod, "CHUNK", 7)  # several worker tasks, merged in order
     serial = load_or_tokenize(reader, TokenizerSettings(n_workers=0), tmp_path / "c1")
     parallel = load_or_tokenize(reader, TokenizerSettings(n_workers=2), tmp_path / "c2")
     assert serial.tokens == parallel.tokens

@@ -7,11 +7,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from ulmfit.data.readers import make_reader
+from ulmfit.data.streams import TokenStream
 from ulmfit.errors import UsageError
 from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, holdout_split, \
     load_or_tokenize, numericalize
 
-__all__ = ["classification_split", "Docs", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
+__all__ = ["classification_split", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
            "labelled_classes", "numericalize", "make_reader"]
 
 
@@ -21,15 +22,15 @@ def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_d
 
 
 def lm_splits(corpus: TokenizedCorpus, vocab: list[str], train_parts: list[str], valid_frac: float,
-              seed: int) -> tuple[Docs, Docs]:
-    """Numericalized LM training and validation documents.
+              seed: int) -> tuple[TokenStream, TokenStream]:
+    """LM training and validation documents, streamed from the token cache (nothing copied into RAM).
 
     Uses the corpus's own ``valid`` part when it has one, else holds out ``valid_frac`` of the training
     documents (seeded), as fastai's ``RandomSplitter`` would.
     """
-    train = Docs.concat(numericalize(corpus, p, vocab) for p in train_parts)
+    train = TokenStream.from_parts(corpus, train_parts, vocab)
     if "valid" in corpus.parts and "valid" not in train_parts:
-        return train, numericalize(corpus, "valid", vocab)
+        return train, TokenStream.from_parts(corpus, ["valid"], vocab)
     keep, held = holdout_split(len(train), valid_frac, seed)
     return train.subset(keep), train.subset(held)
 

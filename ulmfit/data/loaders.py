@@ -1,15 +1,18 @@
-"""fastai DataLoaders over numericalized documents."""
+"""fastai DataLoaders: LM batches streamed from the token cache, classification batches from documents."""
 
 from __future__ import annotations
 
 from functools import partial
 from typing import Sequence
 
+import numpy as np
 import torch
 from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
 from fastai.torch_core import TensorCategory
-from fastai.text.data import LMDataLoader, SortedDL, TensorText, pad_input_chunk
+from fastai.text.data import LMTensorText, SortedDL, TensorText, pad_input_chunk
 
+from ulmfit.data.streams import TokenStream, check_lm_size
 from ulmfit.data.tokens import Docs
 
 PAD_ID = 1  # fastai's vocab puts xxpad at index 1
@@ -22,15 +25,54 @@ def as_tensors(docs: Docs, backwards: bool = False) -> list[torch.Tensor]:
     return [t.flip(0) for t in out] if backwards else out
 
 
-def lm_loader(docs: Docs, bs: int, bptt: int, shuffle: bool, device: torch.device,
-              backwards: bool = False) -> LMDataLoader:
-    """fastai's ``LMDataLoader``: documents concatenated into ``bs`` streams, cut into ``bptt`` windows."""
-    items = as_tensors(docs, backwards)
-    return LMDataLoader(items, lens=docs.lengths.tolist(), bs=bs, seq_len=bptt, shuffle=shuffle, device=device)
+class StreamLMDataLoader(DataLoader):
+    """fastai's ``LMDataLoader`` batching, read from a ``TokenStream`` instead of a list of tensors.
+
+    Same layout as fastai: the (shuffled) documents are concatenated, cut into ``bs`` rows of ``bl``
+    tokens, and batch ``b`` is columns ``b*seq_len .. b*seq_len+seq_len`` of every row (targets shifted by
+    one). A batch is gathered with one vectorised read of ``bs * (seq_len + 1)`` tokens, so memory does
+    not grow with the corpus; without shuffling the batches equal ``LMDataLoader``'s token for token.
+    """
+
+    n_inp = 1
+
+    def __init__(self, stream: TokenStream, bs: int = 64, seq_len: int = 72, shuffle: bool = False,
+                 backwards: bool = False, device: torch.device | None = None, **kwargs):
+        self.stream, self.seq_len, self.backwards = stream, seq_len, backwards
+        corpus = (stream.n_tokens - 1) // bs * bs  # the last token is only a target; the tail < bs is dropped
+        self.bl = corpus // bs
+        self.n_batches = self.bl // seq_len + int(self.bl % seq_len != 0)
+        self.last_len = self.bl - (self.n_batches - 1) * seq_len
+        self.order = np.arange(len(stream))
+        super().__init__(dataset=stream, bs=bs, shuffle=shuffle, indexed=True, n=self.n_batches * bs,
+                         device=device, **kwargs)
+
+    def shuffle_fn(self, idxs):
+        self.order = np.random.default_rng(self.rng.randint(0, 2**32 - 1)).permutation(len(self.stream))
+        return idxs
+
+    def create_batches(self, samps):
+        rows = np.arange(self.bs, dtype=np.int64)[:, None] * self.bl
+        for b in range(self.n_batches):
+            sl = self.last_len if b == self.n_batches - 1 else self.seq_len
+            positions = rows + b * self.seq_len + np.arange(sl + 1, dtype=np.int64)
+            tokens = torch.from_numpy(self.stream.gather(positions, self.order, self.backwards))
+            yield LMTensorText(tokens[:, :-1]), TensorText(tokens[:, 1:])
+
+    def new(self, stream: TokenStream | None = None, **kwargs) -> "StreamLMDataLoader":
+        kwargs = {"bs": self.bs, "seq_len": self.seq_len, "shuffle": self.shuffle, "backwards": self.backwards,
+                  "device": self.device, **kwargs}
+        return StreamLMDataLoader(stream if stream is not None else self.stream, **kwargs)
 
 
-def lm_dataloaders(train: Docs, valid: Docs, vocab: Sequence[str], bs: int, bptt: int, device: torch.device,
-                   backwards: bool = False, eval_bs: int | None = None) -> DataLoaders:
+def lm_loader(stream: TokenStream, bs: int, bptt: int, shuffle: bool, device: torch.device,
+              backwards: bool = False) -> StreamLMDataLoader:
+    check_lm_size(stream, bs, "training" if shuffle else "evaluation")
+    return StreamLMDataLoader(stream, bs=bs, seq_len=bptt, shuffle=shuffle, backwards=backwards, device=device)
+
+
+def lm_dataloaders(train: TokenStream, valid: TokenStream, vocab: Sequence[str], bs: int, bptt: int,
+                   device: torch.device, backwards: bool = False, eval_bs: int | None = None) -> DataLoaders:
     """Train (shuffled documents) and validation LM loaders, with ``dls.vocab`` set as fastai expects."""
     dls = DataLoaders(lm_loader(train, bs, bptt, True, device, backwards),
                       lm_loader(valid, eval_bs or bs, bptt, False, device, backwards), device=device)

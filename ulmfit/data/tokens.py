@@ -30,15 +30,17 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from fastai.text.core import UNK, SpacyTokenizer, defaults, parallel_tokenize
+from fastai.text.core import UNK, defaults
 from fastai.text.data import make_vocab
 
 from ulmfit.data.readers import CsvReader
+from ulmfit.data.tokenizer import tokenize_ids
 from ulmfit.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the cache layout or the document splitting changes
+COUNT_CHUNK = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class TokenizerSettings:
     """fastai's default pre-rules (fix_html, replace_rep, ..., replace_maj, lowercase) + spaCy blank ``lang``."""
 
     lang: str = "en"
-    n_workers: int | None = None  # None = fastai's default (all cores); does not change the output
+    n_workers: int | None = None  # None = one per core; does not change the output
 
     @classmethod
     def from_config(cls, tok_cfg: Any) -> "TokenizerSettings":
@@ -121,7 +123,9 @@ class TokenizedCorpus:
     def counts(self, parts: Iterable[str]) -> Counter:
         total = np.zeros(len(self.tokens), dtype=np.int64)
         for p in parts:
-            total += np.bincount(self.parts[p].ids, minlength=len(self.tokens))
+            ids = self.part(p).ids
+            for i in range(0, len(ids), COUNT_CHUNK):  # bounded RAM on memory-mapped corpora of any size
+                total += np.bincount(ids[i:i + COUNT_CHUNK], minlength=len(self.tokens))
         return Counter({self.tokens[i]: int(c) for i in np.flatnonzero(total) for c in [total[i]]})
 
     def part(self, name: str) -> Docs:
@@ -163,21 +167,8 @@ def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str
 
 
 def tokenize(texts: Sequence[str], settings: TokenizerSettings) -> list[list[str]]:
-    """fastai's parallel tokenization (``Tokenizer``'s own path), returned in input order."""
-    n_workers = defaults.cpus if settings.n_workers is None else settings.n_workers
-    out: list[list[str] | None] = [None] * len(texts)
-    for i, toks in parallel_tokenize(list(texts), tok=SpacyTokenizer(settings.lang), rules=settings.rules,
-                                     n_workers=n_workers):
-        out[i] = list(toks)
-    return out  # type: ignore[return-value]
-
-
-def _to_ids(token_lists: list[list[str]], index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    ids = np.fromiter((index.setdefault(t, len(index)) for toks in token_lists for t in toks),
-                      dtype=np.int32, count=int(offsets[-1]))
-    return ids, offsets
+    """fastai-identical token lists of ``texts``, in input order (see ``ulmfit.data.tokenizer``)."""
+    return tokenize_ids(list(texts), settings.lang, settings.rules, n_workers=settings.n_workers).token_lists()
 
 
 def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | os.PathLike) -> TokenizedCorpus:
@@ -196,9 +187,11 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     parts: dict[str, Docs] = {}
     for name, df in raw.items():
         t_part = time.perf_counter()
-        ids, offsets = _to_ids(tokenize(df["text"].tolist(), settings), index)
-        parts[name] = Docs(ids, offsets, df["label"].tolist())
-        log.info("Tokenized %s: %d docs, %d tokens in %.1fs", name, len(df), len(ids), time.perf_counter() - t_part)
+        tokenized = tokenize_ids(df["text"].tolist(), settings.lang, settings.rules, n_workers=settings.n_workers,
+                                 index=index)
+        parts[name] = Docs(tokenized.ids, tokenized.offsets, df["label"].tolist())
+        log.info("Tokenized %s: %d docs, %d tokens in %.1fs", name, len(df), len(tokenized.ids),
+                 time.perf_counter() - t_part)
     # Sort the token list so ids (and vocab tie-breaking) do not depend on worker completion order.
     tokens = sorted(index)
     remap = np.empty(len(index), dtype=np.int32)
@@ -209,7 +202,10 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     _save(path, tokens, parts, {**info, "fingerprint": key, "tokenize_seconds": round(seconds, 2),
                                 "parts": {n: {"docs": len(d), "tokens": int(d.n_tokens)} for n, d in parts.items()}})
     log.info("Tokenized corpus in %.1fs, cached at %s", seconds, path)
-    return TokenizedCorpus(path, key, tokens, parts, cache_hit=False, seconds=seconds)
+    del parts  # reopen memory-mapped, as a cache hit would: RAM stays bounded for any corpus size
+    corpus = _load(path, key)
+    corpus.seconds = seconds
+    return corpus
 
 
 def _save(path: Path, tokens: list[str], parts: dict[str, Docs], meta: dict[str, Any]) -> None:
@@ -250,12 +246,16 @@ def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, m
 
 def numericalize(corpus: TokenizedCorpus, part: str, vocab: Sequence[str]) -> Docs:
     """Map a part's cached ids to ``vocab`` ids (unknown tokens -> ``xxunk``), as int64 for PyTorch."""
+    docs = corpus.part(part)
+    return Docs(vocab_lookup(corpus, vocab)[docs.ids], np.asarray(docs.offsets), list(docs.labels))
+
+
+def vocab_lookup(corpus: TokenizedCorpus, vocab: Sequence[str]) -> np.ndarray:
+    """Cached token id -> ``vocab`` id (tokens outside the vocab -> 0, ``xxunk``)."""
     if vocab[0] != UNK:
         raise UsageError(f"Vocabulary must start with {UNK}; got {vocab[0]!r}. The store entry's vocab.json is corrupted.")
     index = {t: i for i, t in enumerate(vocab)}
-    lookup = np.fromiter((index.get(t, 0) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
-    docs = corpus.part(part)
-    return Docs(lookup[docs.ids], np.asarray(docs.offsets), list(docs.labels))
+    return np.fromiter((index.get(t, 0) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
 
 
 def holdout_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

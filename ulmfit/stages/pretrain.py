@@ -10,7 +10,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from ulmfit.data import build_vocab, lm_splits, load_corpus, numericalize
+from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import open_store, save_entry
@@ -42,7 +42,7 @@ def run(cfg: DictConfig) -> Entry:
 
     metrics = {"valid_" + k: v for k, v in last_valid(history).items()}
     if "test" in corpus.parts:
-        test_dl = lm_loader(numericalize(corpus, "test", vocab), cfg.train.eval_bs, cfg.train.bptt, False, device,
+        test_dl = lm_loader(TokenStream.from_parts(corpus, ["test"], vocab), cfg.train.eval_bs, cfg.train.bptt, False, device,
                             cfg.backwards)
         metrics.update({"test_" + k: v for k, v in lm_eval(learn, test_dl).items()})
     metrics.update({"epochs": cfg.train.epochs, "train_seconds": round(seconds, 1),
