@@ -5,32 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ulmfit.report import hardware
+
+__all__ = ["REPO", "RESULTS", "append_result", "entry_metrics", "hardware", "stamp", "ulmfit"]
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
-
-
-def hardware() -> str:
-    """CPU model, cores and memory (and GPU if any), for the results header."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
-        mem_s = f", {mem / 2**20:.0f} GiB RAM"
-    except (OSError, StopIteration):
-        mem_s = ""
-    import torch
-    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{mem_s}{gpu}; torch {torch.__version__}"
 
 
 def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:

@@ -172,3 +172,31 @@ def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb
     store = Store(tmp_path / "store")
     assert [e.ref for e in lineage_chain(store, store.get("classify", "qs-classify"))] == [
         "classify/qs-classify", "lm_finetune/qs-lm_finetune", "pretrain/qs-pretrain"]
+
+
+def test_entries_keep_per_step_curves(chain):
+    _, pre, _, clas = chain
+    curves = clas.read_json("curves.json")
+    phases = clas.metrics["phases"]
+    assert len(curves["phase_start"]) == len(phases) and curves["phase_start"][0] == 0
+    n_groups = len(phases[0]["trainable_groups"])
+    assert all(len(lrs) == n_groups for lrs in curves["lrs"])
+    assert curves["step"] == list(range(1, len(curves["step"]) + 1))
+    # discriminative LRs: at every step each lower group's LR is the one above it / 2.6
+    last = curves["lrs"][len(curves["lrs"]) // 2]
+    assert all(abs(last[g] * 2.6 / last[g + 1] - 1) < 1e-6 for g in range(n_groups - 1))
+    assert len(curves["valid_loss"]) == sum(len(p["history"]) for p in phases)
+    assert len(pre.read_json("curves.json")["train_loss"]) == len(pre.read_json("curves.json")["step"]) > 0
+
+
+def test_lm_on_labelled_texts_only(tmp_path, chain, mini_imdb):
+    root, *_ = chain
+    from ulmfit.data import classification_split, load_corpus
+    ft = _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=ft-labelled",
+              "stage.lm_parts=[train]", "stage.lm_only_labelled=true", "data.n_train=20")
+    cfg = ft.config()
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    keep, _ = classification_split(corpus, cfg.data.valid_frac, cfg.seed, 20)
+    assert ft.metrics["train_tokens"] == int(corpus.part("train").lengths[keep].sum())
+    with pytest.raises(Exception, match="lm_parts=\\[train\\]"):
+        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=bad", "stage.lm_only_labelled=true")

@@ -24,13 +24,14 @@ log = logging.getLogger("ulmfit")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _run(cfg: DictConfig) -> None:
-    from ulmfit.stages import get_stage
+def _run(cfg: DictConfig) -> float | None:
+    from ulmfit.stages import get_stage, objective_value
     from ulmfit.tracking import tracking
     try:
         try:
             with tracking(cfg):
-                get_stage(cfg.stage.name)(cfg)
+                result = get_stage(cfg.stage.name)(cfg)
+            return objective_value(result, cfg.get("objective"))
         except MissingMandatoryValue as e:  # a `???` in the config the user did not fill in
             raise UsageError(f"Missing config value {e.full_key}: set it on the command line, "
                              f"e.g. {e.full_key}=<value>.") from None

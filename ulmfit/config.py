@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ulmfit import PACKAGE_DIR, SAMPLE_DIR
 
@@ -18,3 +18,13 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config ``python -m ulmfit <overrides>`` would run with, for the Python API and notebooks."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app (e.g. the pipeline stage): reuse it
+        return hydra_compose(config_name="config", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))

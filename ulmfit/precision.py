@@ -30,7 +30,10 @@ class CpuBf16Autocast(Callback):
         self.autocast.__enter__()
 
     def after_pred(self) -> None:
-        self.learn.pred = to_float(self.pred)  # the loss (and AR/TAR) in fp32
+        # The loss in fp32: converted here, unless the loss does its own fp32 math on low-precision logits
+        # (ulmfit.losses, for the LM's vocabulary-sized output).
+        if not getattr(self.learn.loss_func, "accepts_low_precision", False):
+            self.learn.pred = to_float(self.pred)
 
     def after_loss(self) -> None:
         self.autocast.__exit__(None, None, None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -18,3 +21,20 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
     return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+
+def hardware() -> str:
+    """CPU model, cores and memory (and GPU if any), for results headers."""
+    import torch
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        mem_s = f", {mem / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        mem_s = ""
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return f"{cpu}, {os.cpu_count()} cores{mem_s}{gpu}; torch {torch.__version__}"

@@ -22,7 +22,9 @@ from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit import tracking
+from ulmfit.curves import CurveRecorder
 from ulmfit.errors import UsageError
+from ulmfit.losses import BlockwiseCrossEntropyLossFlat
 from ulmfit.precision import apply_precision
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
 
@@ -72,9 +74,10 @@ def plain_progress(learn: Learner) -> Learner:
 
 
 def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LMLearner:
-    """fastai's ``LMLearner`` as ``language_model_learner`` builds it, on a model we built/loaded."""
-    cbs = [GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else []
-    learn = LMLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_lm_split,
+    """fastai's ``LMLearner`` as ``language_model_learner`` builds it, on a model we built/loaded; the loss is
+    fastai's flat cross-entropy computed block-wise (``ulmfit.losses``: same value, far less memory traffic)."""
+    cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else [])]
+    learn = LMLearner(dls, model, loss_func=BlockwiseCrossEntropyLossFlat(), splitter=awd_lstm_lm_split,
                       opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy, Perplexity()],
                       wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
                       beta=train_cfg.get("beta", 1.0), cbs=cbs)
@@ -131,7 +134,7 @@ def check_finite(history: list[dict[str, float]]) -> None:
 
 def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> TextLearner:
     """fastai's ``TextLearner`` as ``text_classifier_learner`` builds it (AWD-LSTM classifier splitter)."""
-    cbs = [GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else []
+    cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else [])]
     learn = TextLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_clas_split,
                         opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy],
                         wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),

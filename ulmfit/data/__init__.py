@@ -13,7 +13,7 @@ from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_v
     load_or_tokenize, numericalize
 
 __all__ = ["classification_split", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
-           "labelled_classes", "numericalize", "make_reader"]
+           "labelled_classes", "labelled_lm_splits", "numericalize", "make_reader"]
 
 
 def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_dir: str) -> TokenizedCorpus:
@@ -33,6 +33,16 @@ def lm_splits(corpus: TokenizedCorpus, vocab: list[str], train_parts: list[str],
         return train, TokenStream.from_parts(corpus, ["valid"], vocab)
     keep, held = holdout_split(len(train), valid_frac, seed)
     return train.subset(keep), train.subset(held)
+
+
+def labelled_lm_splits(corpus: TokenizedCorpus, data_cfg: Mapping[str, Any], seed: int
+                       ) -> tuple[TokenStream, TokenStream, list[str]]:
+    """LM train/valid documents and vocabulary from the labelled texts ``classify`` trains on (the same seeded
+    ``data.n_train`` subset and hold-out), for "supervised" ULMFiT runs whose LM sees nothing else."""
+    keep, held = classification_split(corpus, data_cfg["valid_frac"], seed, data_cfg.get("n_train"))
+    vocab = build_vocab(corpus, ["train"], data_cfg["max_vocab"], data_cfg["min_freq"], docs=keep)
+    stream = TokenStream.from_parts(corpus, ["train"], vocab)
+    return stream.subset(keep), stream.subset(held), vocab
 
 
 def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int,

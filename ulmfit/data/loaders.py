@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from functools import partial
 from typing import Sequence
 
@@ -48,7 +49,11 @@ class StreamLMDataLoader(DataLoader):
                          device=device, **kwargs)
 
     def shuffle_fn(self, idxs):
-        self.order = np.random.default_rng(self.rng.randint(0, 2**32 - 1)).permutation(len(self.stream))
+        # A new document order each epoch, drawn like fastai's LMDataLoader (``random.shuffle``), so a seeded
+        # run sees the documents in the same order as stock fastai would.
+        order = list(range(len(self.stream)))
+        random.shuffle(order)
+        self.order = np.asarray(order, dtype=np.int64)
         return idxs
 
     def create_batches(self, samps):

@@ -120,12 +120,16 @@ class TokenizedCorpus:
     cache_hit: bool = False
     seconds: float = 0.0  # time to tokenize (miss) or to load (hit)
 
-    def counts(self, parts: Iterable[str]) -> Counter:
+    def counts(self, parts: Iterable[str], docs: Sequence[int] | None = None) -> Counter:
+        """Token counts over ``parts``; with ``docs``, over those documents of each part only."""
         total = np.zeros(len(self.tokens), dtype=np.int64)
         for p in parts:
-            ids = self.part(p).ids
-            for i in range(0, len(ids), COUNT_CHUNK):  # bounded RAM on memory-mapped corpora of any size
-                total += np.bincount(ids[i:i + COUNT_CHUNK], minlength=len(self.tokens))
+            part = self.part(p)
+            if docs is not None:
+                total += np.bincount(part.subset(docs).ids, minlength=len(self.tokens))
+                continue
+            for i in range(0, len(part.ids), COUNT_CHUNK):  # bounded RAM on memory-mapped corpora of any size
+                total += np.bincount(part.ids[i:i + COUNT_CHUNK], minlength=len(self.tokens))
         return Counter({self.tokens[i]: int(c) for i in np.flatnonzero(total) for c in [total[i]]})
 
     def part(self, name: str) -> Docs:
@@ -177,7 +181,7 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     key, info = fingerprint(reader, settings)
     path = Path(cache_dir).expanduser() / key
     if (path / "meta.json").is_file():
-        corpus = _load(path, key)
+        corpus = open_cached(path)
         corpus.cache_hit, corpus.seconds = True, time.perf_counter() - t0
         log.info("Token cache hit %s (%.1fs)", path, corpus.seconds)
         return corpus
@@ -199,16 +203,17 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     for docs in parts.values():
         docs.ids = remap[docs.ids]
     seconds = time.perf_counter() - t0
-    _save(path, tokens, parts, {**info, "fingerprint": key, "tokenize_seconds": round(seconds, 2),
+    save_cached(path, tokens, parts, {**info, "fingerprint": key, "tokenize_seconds": round(seconds, 2),
                                 "parts": {n: {"docs": len(d), "tokens": int(d.n_tokens)} for n, d in parts.items()}})
     log.info("Tokenized corpus in %.1fs, cached at %s", seconds, path)
     del parts  # reopen memory-mapped, as a cache hit would: RAM stays bounded for any corpus size
-    corpus = _load(path, key)
+    corpus = open_cached(path)
     corpus.seconds = seconds
     return corpus
 
 
-def _save(path: Path, tokens: list[str], parts: dict[str, Docs], meta: dict[str, Any]) -> None:
+def save_cached(path: Path, tokens: list[str], parts: dict[str, Docs], meta: dict[str, Any]) -> None:
+    """Write a tokenized corpus as a cache directory (atomically; a concurrent writer's copy wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
     tmp.mkdir()
@@ -228,20 +233,23 @@ def _save(path: Path, tokens: list[str], parts: dict[str, Docs], meta: dict[str,
         raise
 
 
-def _load(path: Path, key: str) -> TokenizedCorpus:
+def open_cached(path: Path) -> TokenizedCorpus:
+    """A cache directory's corpus, token arrays memory-mapped."""
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     tokens = json.loads((path / "tokens.json").read_text(encoding="utf-8"))
     parts = {name: Docs(np.load(path / f"{name}.ids.npy", mmap_mode="r"),
                         np.load(path / f"{name}.offsets.npy"),
                         json.loads((path / f"{name}.labels.json").read_text(encoding="utf-8")))
              for name in meta["parts"]}
-    return TokenizedCorpus(path, key, tokens, parts)
+    return TokenizedCorpus(path, path.name, tokens, parts)
 
 
 # ---------------------------------------------------------------------------------------------------
-def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, min_freq: int) -> list[str]:
-    """fastai's ``make_vocab`` on the token counts of ``parts`` (special tokens first, padded to 8)."""
-    return make_vocab(corpus.counts(parts), min_freq=min_freq, max_vocab=max_vocab)
+def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, min_freq: int,
+                docs: Sequence[int] | None = None) -> list[str]:
+    """fastai's ``make_vocab`` on the token counts of ``parts`` (or of their documents ``docs``): special
+    tokens first, padded to a multiple of 8."""
+    return make_vocab(corpus.counts(parts, docs), min_freq=min_freq, max_vocab=max_vocab)
 
 
 def numericalize(corpus: TokenizedCorpus, part: str, vocab: Sequence[str]) -> Docs:

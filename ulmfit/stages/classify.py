@@ -55,7 +55,8 @@ def run(cfg: DictConfig) -> Entry:
     learn = clas_learner(dls, model, cfg.train)
     seconds, phases = fit_gradual(learn, cfg.train)
 
-    metrics = {"valid_accuracy": float(phases[-1]["history"][-1].get("accuracy", float("nan")))}
+    last = phases[-1]["history"][-1]
+    metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
     if "test" in corpus.parts:
         test = numericalize(corpus, "test", vocab)
         unseen = sorted(set(test.labels) - set(classes))
@@ -69,4 +70,4 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": ["train"], "n_train": len(train)}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage)
+                      lineage=lineage, curves=learn.curve_recorder.curves())

@@ -32,8 +32,9 @@ def parent_ref(parent: Entry | None) -> dict[str, str] | None:
 
 def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: torch.nn.Module,
                vocab: list[str], info: Mapping[str, Any], metrics: Mapping[str, Any],
-               lineage: Mapping[str, Any], save_encoder: bool = False) -> Entry:
-    """Write a complete entry atomically and print its metrics."""
+               lineage: Mapping[str, Any], save_encoder: bool = False,
+               curves: Mapping[str, Any] | None = None) -> Entry:
+    """Write a complete entry atomically and print its metrics (``curves``: per-step training curves)."""
     with store.create(stage, name, dict(lineage)) as w:
         w.save_model(model)
         if save_encoder:  # what classify loads; lets any LM entry (pretrain or lm_finetune) feed it
@@ -41,6 +42,8 @@ def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: t
         w.save_json("vocab.json", vocab)
         w.save_json("model.json", dict(info))
         w.save_json("metrics.json", dict(metrics))
+        if curves is not None:
+            w.save_json("curves.json", dict(curves))
         w.save_config(cfg)
     entry = store.get(stage, name)
     tracking.current().log_summary(metrics)

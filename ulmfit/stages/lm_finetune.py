@@ -11,7 +11,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from ulmfit.data import build_vocab, lm_splits, load_corpus
+from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders
 from ulmfit.errors import UsageError
 from ulmfit.models import build_language_model, model_info
@@ -37,8 +37,14 @@ def run(cfg: DictConfig) -> Entry:
     if not parts:
         raise UsageError(f"None of stage.lm_parts={list(cfg.stage.lm_parts)} is in the corpus "
                          f"(it has {list(corpus.parts)}).")
-    vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
-    train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.seed)
+    if cfg.stage.get("lm_only_labelled"):  # the LM sees only classify's labelled training texts
+        if parts != ["train"]:
+            raise UsageError(f"stage.lm_only_labelled=true fine-tunes on the labelled training texts only; "
+                             f"set stage.lm_parts=[train] (got {parts}).")
+        train, valid, vocab = labelled_lm_splits(corpus, cfg.data, cfg.seed)
+    else:
+        vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
+        train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.seed)
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                          eval_bs=cfg.train.eval_bs)
 
@@ -74,4 +80,5 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": parts}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, save_encoder=True)
+                      lineage=lineage, save_encoder=True,
+                      curves=learn.curve_recorder.curves())

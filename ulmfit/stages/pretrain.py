@@ -53,4 +53,5 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                         "parts": ["train"]}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, save_encoder=True)
+                      lineage=lineage, save_encoder=True,
+                      curves=learn.curve_recorder.curves())

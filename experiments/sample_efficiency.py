@@ -1,0 +1,94 @@
+"""Sample efficiency on IMDB (the paper's figure 3): test accuracy against the number of labelled reviews for
+TF-IDF, a classifier trained from scratch, ULMFiT supervised (LM fine-tuned on the labelled texts only) and
+ULMFiT semi-supervised (LM fine-tuned on all texts incl. the 50k unlabelled ones). Writes
+experiments/results/sample_efficiency.{csv,md,png}.
+
+    python experiments/sample_efficiency.py --home runs/ --pretrain wt2-cpu-e3 --semi-lm imdb-cpu-ft
+    python experiments/sample_efficiency.py --home runs/ ... --sizes 100 500 --seeds 1 2 3   # a part of it
+
+``--semi-lm`` is the IMDB LM of experiments/imdb_cpu.py (train + unsup). Labelled subsets are seeded draws
+from the 22,500 training reviews left after the 2,500-review validation hold-out (``data.n_train``), the same
+for every method; "all" = all 22,500. The classifier recipe is imdb_cpu.py's with more epochs on small sets
+(``final_epochs``: 10 up to 500 labels, 5 for 1,000, 1 above) and the supervised LM is fine-tuned for
+``lm_epochs`` (10 up to 1,000 labels, 3 for 5,000, 1 for all) so that small sets still see a few hundred steps.
+Resumable: runs whose store entry exists are not repeated; each finished run appends its CSV row at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from common import RESULTS, append_result, entry_metrics, hardware, stamp, ulmfit
+from imdb_cpu import CLASSIFY, FINETUNE, PRECISION
+
+METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
+ALL = 0  # n_train=0 on the command line: every labelled training review
+
+
+def final_epochs(n: int) -> int:
+    return 10 if 0 < n <= 500 else 5 if 0 < n <= 1000 else 1
+
+
+def lm_epochs(n: int) -> int:
+    return 10 if 0 < n <= 1000 else 3 if 0 < n <= 5000 else 1
+
+
+def done(name: str) -> bool:
+    path = RESULTS / "sample_efficiency.csv"
+    return path.exists() and any(r["entry"] == name for r in csv.DictReader(open(path)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, default=Path("runs"))
+    ap.add_argument("--imdb", default="../shared/data/imdb")
+    ap.add_argument("--pretrain", required=True, help="WikiText-2 pretrain entry")
+    ap.add_argument("--semi-lm", required=True, help="lm_finetune entry trained on IMDB train+unsup (imdb_cpu.py)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000, 5000, ALL])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds for sizes <= 1000")
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    args = ap.parse_args()
+    home, log = args.home.resolve(), args.home.resolve() / "sample_efficiency.log"
+    home.mkdir(parents=True, exist_ok=True)
+    data = ["data=imdb", f"data.root={Path(args.imdb).resolve()}"]
+    clas_recipe = [o for o in CLASSIFY if not o.startswith("train.epochs=")]
+    ft_recipe = [o for o in FINETUNE if not o.startswith(("train.epochs=", "stage.lm_parts="))]
+
+    for n in args.sizes:
+        for seed in (args.seeds if 0 < n <= 1000 else args.seeds[:1]):
+            subset = [f"data.n_train={n or 'null'}", f"seed={seed}"]
+            tag = f"se-n{n or 'all'}-s{seed}"
+            for method in args.methods:
+                name = f"{tag}-{method}"
+                if done(name):
+                    continue
+                stage = "tfidf" if method == "tfidf" else "classify"
+                if not (home / "store" / stage / name / "lineage.json").is_file():
+                    if method == "tfidf":
+                        ulmfit("stage=tfidf", *data, *subset, f"run_name={name}", home=home, log=log)
+                    else:
+                        parent = {"scratch": ["stage.parent_stage=none"],
+                                  "ulmfit_semi_supervised": [f"stage.parent={args.semi_lm}"],
+                                  "ulmfit_supervised": [f"stage.parent={tag}-lm"]}[method]
+                        if method == "ulmfit_supervised" and not (home / "store" / "lm_finetune" / f"{tag}-lm").is_dir():
+                            ulmfit("stage=lm_finetune", *data, *subset, f"stage.parent={args.pretrain}",
+                                   "stage.lm_parts=[train]", "stage.lm_only_labelled=true", *ft_recipe,
+                                   f"train.epochs={lm_epochs(n)}", *PRECISION, f"run_name={tag}-lm", home=home, log=log)
+                        ulmfit("stage=classify", *data, *subset, *parent, *clas_recipe, f"train.epochs={final_epochs(n)}",
+                               *PRECISION, f"run_name={name}", home=home, log=log)
+                m = entry_metrics(home, stage, name)
+                row = {"date": stamp(), "entry": name, "method": method, "n_train": m["n_train"], "seed": seed,
+                       "test_accuracy": round(m["test_accuracy"], 4), "train_s": round(m["train_seconds"])}
+                append_result("sample_efficiency", row, "Sample efficiency on IMDB (CPU)", (
+                    f"Generated by `python experiments/sample_efficiency.py` on {hardware()}.\n\n"
+                    f"Pretrained LM `{args.pretrain}`, semi-supervised LM `{args.semi_lm}`; recipes in the script's "
+                    "docstring. Test accuracy on all 25,000 IMDB test reviews; train_s = wall seconds of the final "
+                    "stage's training. Plot: sample_efficiency.png (`python experiments/plots.py`)."))
+    from plots import sample_efficiency_plot
+    print("plot:", sample_efficiency_plot())
+
+
+if __name__ == "__main__":
+    main()

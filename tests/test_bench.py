@@ -1,0 +1,40 @@
+"""The benchmark command runs end to end (tiny sizes on the embedded sample) and reports every section."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_smoke_writes_every_section(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (tmp_path / "results.md").read_text()
+    for title in ("(a) LM training speed", "(b) matmul roofline", "(c) Tokenization", "(d) Peak RSS", "(e) Prediction"):
+        assert title in md
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["smoke"] and "Hardware" in md and r["hardware"]
+    lm = r["lm_speed"]
+    for side in ("stock", "fp32", "bf16"):  # the three trainings saw the same tokens and ended finite
+        assert lm[side]["train_tokens"] == lm["stock"]["train_tokens"]
+        assert math.isfinite(lm[side]["valid_loss"]) and lm[side]["tokens_per_second"] > 0
+    assert 0 < lm["fp32"]["roofline_fraction"]
+    assert r["tokenization"]["mismatched_docs"] == 0 and r["tokenization"]["docs"] > 0
+    mem = r["memory"]
+    assert mem["ours"]["batches"] == mem["ours"]["of_batches"]  # a whole epoch streamed
+    assert mem["ours"]["tokens"] >= 500_000
+    assert r["predict"]["docs"] == 50 and r["predict"]["docs_per_second"] > 0
+
+
+def test_bench_rejects_a_missing_data_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert not (tmp_path / "results.md").exists()
