@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import append_result, entry_metrics, hardware, stamp, ulmfit
+from common import append_result, entry_metrics, hardware, has_entry, stamp, ulmfit
 from trec_cpu import CLASSIFY, FINETUNE
 
 N_PHASES = 4  # gradual unfreezing phases of the AWD-LSTM classifier (5 layer groups) before `epochs` with all
@@ -36,10 +36,6 @@ VARIANTS = {
     "no_lm_finetuning": (None, ["stage.parent_stage=pretrain"], None),
     "no_pretraining": (["stage.parent=none"], [], "no_pretraining"),
 }
-
-
-def exists(home: Path, stage: str, name: str) -> bool:
-    return (home / "store" / stage / name / "lineage.json").is_file()
 
 
 def main() -> None:
@@ -59,11 +55,11 @@ def main() -> None:
         for variant in args.variants:
             lm_over, clas_over, lm_key = VARIANTS[variant]
             ft, clas = f"ablation-{lm_key}-s{seed}-ft", f"ablation-{variant}-s{seed}-clas"
-            if lm_over is not None and not exists(home, "lm_finetune", ft):
+            if lm_over is not None and not has_entry(home, "lm_finetune", ft):
                 parent = [] if "stage.parent=none" in lm_over else [f"stage.parent={args.pretrain}"]
                 ulmfit("stage=lm_finetune", *data, *parent, f"run_name={ft}", *FINETUNE, *lm_over, f"seed={seed}",
                        home=home, log=log)
-            if not exists(home, "classify", clas):
+            if not has_entry(home, "classify", clas):
                 parent = [f"stage.parent={args.pretrain}"] if lm_over is None else [f"stage.parent={ft}"]
                 extra = [f"train.epochs={epochs_all}"] if variant == "no_gradual_unfreezing" else []
                 ulmfit("stage=classify", *data, *parent, f"run_name={clas}", *CLASSIFY, *clas_over, *extra,

@@ -13,7 +13,8 @@ from typing import Any
 
 from ulmfit.report import hardware
 
-__all__ = ["REPO", "RESULTS", "append_result", "entry_metrics", "hardware", "stamp", "ulmfit"]
+__all__ = ["REPO", "RESULTS", "append_result", "entry_metrics", "experiment_parser", "has_entry", "hardware", "stamp",
+           "ulmfit"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
@@ -31,6 +32,24 @@ def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
     if proc.returncode != 0:
         sys.exit(f"step failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-3000:]}")
     return time.perf_counter() - t0
+
+
+def experiment_parser(doc: str, dataset: str, tag: str):
+    """The options every pretrain -> fine-tune -> classify script shares."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
+    ap.add_argument(f"--{dataset}", default=f"../shared/data/{dataset}")
+    ap.add_argument("--wikitext", default="../shared/data/wikitext-2")
+    ap.add_argument("--pretrain", help="existing pretrain entry name (default: pretrain now)")
+    ap.add_argument("--tag", default=tag, help="prefix of the entries this run writes")
+    ap.add_argument("--seed", type=int, default=42)
+    return ap
+
+
+def has_entry(home: Path, stage: str, name: str) -> bool:
+    """A complete store entry (lineage.json is written last)."""
+    return (home / "store" / stage / name / "lineage.json").is_file()
 
 
 def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:

@@ -12,10 +12,9 @@ classifier exists; the CPU time of each step is read from its entry (train time)
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import append_result, entry_metrics, hardware, stamp, ulmfit
+from common import append_result, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
 
 PRECISION = ["train.precision=bf16"]  # AMX CPU: ~1.6-2x fp32 (bench/results.md)
 # A 30k vocabulary (fastai's default is 60k): the decoder and softmax dominate a CPU step and scale with it.
@@ -24,26 +23,16 @@ CLASSIFY = ["train.epochs=1", "train.lr=1e-2", "train.bs=32", "train.phase_lr_mu
 PAPER = {"test_error_pct": 4.6, "note": "paper, WT103 + 400/1152/3 model, fwd+bwd ensemble; 5.3 single direction"}
 
 
-def exists(home: Path, stage: str, name: str) -> bool:
-    return (home / "store" / stage / name / "lineage.json").is_file()
-
-
 def step(home: Path, log: Path, stage: str, name: str, *args: str) -> float | None:
     """Run a stage unless its entry exists; seconds of this run (None when skipped)."""
-    if exists(home, stage, name):
+    if has_entry(home, stage, name):
         print(f"= {stage}/{name} exists, skipped")
         return None
     return ulmfit(f"stage={stage}", f"run_name={name}", *args, home=home, log=log)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
-    ap.add_argument("--imdb", default="../shared/data/imdb")
-    ap.add_argument("--wikitext", default="../shared/data/wikitext-2")
-    ap.add_argument("--pretrain", help="existing pretrain entry name (default: pretrain now)")
-    ap.add_argument("--tag", default="imdb-cpu", help="prefix of the entries this run writes")
-    ap.add_argument("--seed", type=int, default=42)
+    ap = experiment_parser(__doc__, "imdb", "imdb-cpu")
     ap.add_argument("--until", choices=("pretrain", "lm_finetune", "classify", "baselines"), default="baselines",
                     help="stop after this step (to fit a session; rerun to continue)")
     args = ap.parse_args()

@@ -20,7 +20,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from common import RESULTS, append_result, entry_metrics, hardware, stamp, ulmfit
+from common import RESULTS, append_result, entry_metrics, hardware, has_entry, stamp, ulmfit
 from imdb_cpu import CLASSIFY, FINETUNE, PRECISION
 
 METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
@@ -65,14 +65,14 @@ def main() -> None:
                 if done(name):
                     continue
                 stage = "tfidf" if method == "tfidf" else "classify"
-                if not (home / "store" / stage / name / "lineage.json").is_file():
+                if not has_entry(home, stage, name):
                     if method == "tfidf":
                         ulmfit("stage=tfidf", *data, *subset, f"run_name={name}", home=home, log=log)
                     else:
                         parent = {"scratch": ["stage.parent_stage=none"],
                                   "ulmfit_semi_supervised": [f"stage.parent={args.semi_lm}"],
                                   "ulmfit_supervised": [f"stage.parent={tag}-lm"]}[method]
-                        if method == "ulmfit_supervised" and not (home / "store" / "lm_finetune" / f"{tag}-lm").is_dir():
+                        if method == "ulmfit_supervised" and not has_entry(home, "lm_finetune", f"{tag}-lm"):
                             ulmfit("stage=lm_finetune", *data, *subset, f"stage.parent={args.pretrain}",
                                    "stage.lm_parts=[train]", "stage.lm_only_labelled=true", *ft_recipe,
                                    f"train.epochs={lm_epochs(n)}", *PRECISION, f"run_name={tag}-lm", home=home, log=log)

@@ -9,24 +9,16 @@ The total CPU time counts the pretraining too (read from the pretrain entry's me
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from common import append_result, entry_metrics, hardware, stamp, ulmfit
+from common import append_result, entry_metrics, experiment_parser, hardware, stamp, ulmfit
 
 FINETUNE = ["train.epochs=10", "train.lr=4e-3", "train.bs=32", "stage.lm_parts=[train]"]
 CLASSIFY = ["train.epochs=4", "train.lr=1e-2", "train.bs=32"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
-    ap.add_argument("--trec", default="../shared/data/trec")
-    ap.add_argument("--wikitext", default="../shared/data/wikitext-2")
-    ap.add_argument("--pretrain", help="existing pretrain entry name (default: pretrain now)")
-    ap.add_argument("--tag", default="trec-cpu", help="prefix of the entries this run writes")
-    ap.add_argument("--seed", type=int, default=42)
-    args = ap.parse_args()
+    args = experiment_parser(__doc__, "trec", "trec-cpu").parse_args()
     home, log = args.home.resolve(), args.home.resolve() / f"{args.tag}.log"
     home.mkdir(parents=True, exist_ok=True)
     common = [f"seed={args.seed}", "train.precision=fp32"]
