@@ -53,7 +53,7 @@ def test_cli_help_and_cfg_job(tmp_path):
 
 def test_cli_typo_fails_with_a_message(tmp_path):
     out = run_cli("trian.lr=1", cwd=tmp_path)
-    assert out.returncode != 0 and "trian" in out.stderr
+    assert out.returncode == 2 and "trian" in out.stderr
 
 
 def test_multirun_gives_each_job_its_own_entry(tmp_path, mini_wikitext):

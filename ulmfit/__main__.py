@@ -21,10 +21,13 @@ from ulmfit.config import CONF_DIR
 from ulmfit.errors import UsageError
 
 log = logging.getLogger("ulmfit")
+_started = False  # set once Hydra has composed the config and handed it to the task
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _run(cfg: DictConfig) -> float | None:
+    global _started
+    _started = True
     from ulmfit.stages import get_stage, objective_value
     from ulmfit.tracking import tracking
     try:
@@ -42,7 +45,14 @@ def _run(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    _run()
+    try:
+        _run()
+    except SystemExit as e:
+        # Hydra reports a bad override or config (a typo, an unknown option) itself and exits 1 before the task
+        # starts; that is a usage error, so exit 2 like every other one. Failures inside a run keep their code.
+        if e.code == 1 and not _started:
+            sys.exit(2)
+        raise
 
 
 if __name__ == "__main__":
