@@ -14,7 +14,7 @@ from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, build_language_model, classifier_info, encoder_of, model_info
 from ulmfit.stages import get_stage
 from ulmfit.store import Store, lineage_chain
-from ulmfit.training import clas_learner, fit_gradual
+from ulmfit.training import clas_learner, fit_phases
 from ulmfit.transfer import transferred_lm_weights
 from tests.conftest import TINY, imdb_csv, run_cli
 
@@ -97,7 +97,7 @@ def test_gradual_unfreezing_sets_requires_grad_per_phase():
     def check(learn, record):
         groups = learn.opt.param_lists
         seen.append([[p.requires_grad for p in g] for g in groups])
-    fit_gradual(learn, train_cfg, on_phase=check)
+    fit_phases(learn, train_cfg, on_phase=check)
     n = len(seen[0])
     for phase, flags in enumerate(seen):  # phase k: exactly the top k+1 groups train
         expected = [i >= n - (phase + 1) for i in range(n)]
@@ -107,7 +107,7 @@ def test_gradual_unfreezing_sets_requires_grad_per_phase():
 def test_feature_extraction_trains_only_the_head():
     learn, train_cfg = _tiny_classifier_learner(feature_extraction=True)
     before = {k: v.clone() for k, v in encoder_of(learn.model).state_dict().items()}
-    _, phases = fit_gradual(learn, train_cfg)
+    _, phases = fit_phases(learn, train_cfg)
     assert [p["trainable_groups"] for p in phases] == [[False, False, False, True]]
     after = encoder_of(learn.model).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -118,7 +118,7 @@ def test_discriminative_lrs_reach_the_optimizer():
     peaks = []
     learn.add_cb(type("Peek", (__import__("fastai.callback.core", fromlist=["Callback"]).Callback,),
                       {"before_fit": lambda self: peaks.append([h["lr"] for h in self.opt.hypers])})())
-    fit_gradual(learn, train_cfg)
+    fit_phases(learn, train_cfg)
     lr, n = train_cfg.lr, len(peaks[0])
     assert peaks[0] == pytest.approx([lr / 2.6 ** (n - 1 - i) for i in range(n)], rel=1e-12)
 

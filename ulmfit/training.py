@@ -7,10 +7,11 @@ import math
 import sys
 import time
 from functools import partial
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+from fastai.callback.core import Callback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientClip
@@ -22,6 +23,7 @@ from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit import tracking
+from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveEachEpoch, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
@@ -84,13 +86,16 @@ def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LML
     return with_tracking(plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
 
 
-def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None) -> float:
+def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None,
+        cbs: list | None = None, start_epoch: int = 0) -> float:
     """Fit with the configured schedule and discriminative LRs; returns wall seconds.
 
     ``stlr``: the paper's slanted triangular LRs; ``one_cycle``: fastai's default; ``constant``: flat LR.
+    ``start_epoch``: skip that many epochs (fastai's resume mechanism; the schedule continues where it was).
     """
     epochs = train_cfg["epochs"] if epochs is None else epochs
     lr = train_cfg["lr"] if lr is None else lr
+    cbs = list(cbs or [])
     schedule = train_cfg.get("schedule", "stlr")
     if schedule not in SCHEDULES:
         raise UsageError(f"train.schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}.")
@@ -99,13 +104,37 @@ def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: floa
     lrs = discriminative_lrs(lr, len(learn.opt.param_groups), train_cfg.get("discr_factor", 2.6))
     t0 = time.perf_counter()
     if schedule == "one_cycle":
-        learn.fit_one_cycle(epochs, lr_max=lrs)
+        learn.fit_one_cycle(epochs, lr_max=lrs, cbs=cbs, start_epoch=start_epoch)
     elif schedule == "stlr":
         stlr_cfg = train_cfg.get("stlr", {})
-        learn.fit(epochs, lr=lrs, cbs=SlantedTriangularLR(stlr_cfg.get("cut_frac", 0.1), stlr_cfg.get("ratio", 32)))
+        stlr_cb = SlantedTriangularLR(stlr_cfg.get("cut_frac", 0.1), stlr_cfg.get("ratio", 32))
+        learn.fit(epochs, lr=lrs, cbs=[stlr_cb, *cbs], start_epoch=start_epoch)
     else:
-        learn.fit(epochs, lr=lrs)
+        learn.fit(epochs, lr=lrs, cbs=cbs, start_epoch=start_epoch)
     return time.perf_counter() - t0
+
+
+class StopOnNonFinite(Callback):
+    """Stop at the first training batch whose loss is NaN/inf, before it reaches the weights; the last
+    epoch's checkpoint (if any) stays in the store for ``resume=true``."""
+
+    order = 1  # right after fastai's TrainEvalCallback
+
+    def __init__(self, checkpoint: RunCheckpoint | None, phase: int):
+        self.checkpoint, self.phase = checkpoint, phase
+
+    def after_loss(self) -> None:
+        loss = self.learn.loss.detach()
+        if self.training and not bool(torch.isfinite(loss).all()):
+            where = f"phase {self.phase}, epoch {self.epoch}, step {self.iter}"
+            kept = self.checkpoint.last if self.checkpoint is not None else None
+            fix = "Lower train.lr or set train.clip"
+            if kept is not None:
+                raise UsageError(f"Training diverged (loss is {loss.float().mean().item()}) at {where}. The last good "
+                                 f"checkpoint is kept in {kept}. {fix}, and continue from it with resume=true "
+                                 f"run_name={self.checkpoint.name}.")
+            raise UsageError(f"Training diverged (loss is {loss.float().mean().item()}) at {where}, before the first "
+                             f"epoch ended; nothing was written. {fix}.")
 
 
 def epoch_history(learn) -> list[dict[str, float]]:
@@ -155,24 +184,51 @@ def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[i
     return [(n_groups, train_cfg["epochs"])]
 
 
+def lm_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """Language models: optionally ``freeze_epochs`` with only the top group (embeddings/decoder), then all."""
+    warmup = train_cfg.get("freeze_epochs", 0) or 0
+    return ([(1, warmup)] if warmup else []) + [(n_groups, train_cfg["epochs"])]
+
+
 def trainable_groups(learn) -> list[bool]:
     """Per parameter group (lowest first): are all its parameters trained?"""
     return [all(p.requires_grad for p in g) for g in learn.opt.param_lists]
 
 
-def fit_gradual(learn, train_cfg: Mapping[str, Any], on_phase=None) -> tuple[float, list[dict[str, Any]]]:
-    """Run the unfreezing plan with discriminative LRs and the configured schedule in each phase.
+def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping[str, Any]], list] = unfreezing_plan,
+               checkpoint: RunCheckpoint | None = None, resume: ResumeState | None = None,
+               extras: dict[str, Any] | None = None, on_phase=None) -> tuple[float, list[dict[str, Any]]]:
+    """Run a plan of phases -- ``plan(n_groups, train_cfg)`` gives (trainable top groups, epochs) per phase;
+    gradual unfreezing by default --
+    with discriminative LRs and the configured schedule in each, the LR times ``phase_lr_mult`` per phase.
 
-    Returns wall seconds and one record per phase (trainable groups, LR, epochs, per-epoch history).
+    With ``checkpoint`` every finished epoch is saved (with ``extras``, stage values measured before training);
+    with ``resume`` the run continues from that checkpoint. Returns wall seconds (including those before the
+    interruption) and one record per phase (trainable groups, LR, epochs, per-epoch history).
     ``on_phase(learn, record)`` is called after each phase (tests, loggers).
     """
     if learn.opt is None:
         learn.create_opt()
-    n_groups = len(learn.opt.param_groups)
-    lr, seconds, phases = train_cfg["lr"], 0.0, []
-    for i, (n_trainable, epochs) in enumerate(unfreezing_plan(n_groups, train_cfg)):
+    plan = plan(len(learn.opt.param_groups), train_cfg)
+    start_phase, start_epoch = (resume.phase, resume.epoch) if resume else (0, 0)
+    if start_phase >= len(plan):
+        raise UsageError(f"The checkpoint is at phase {start_phase} but this config has {len(plan)} phase(s); "
+                         f"resume with the original train options.")
+    phases = list(resume.records) if resume else []
+    seconds = resume.seconds if resume else 0.0
+    lr = train_cfg["lr"] * train_cfg.get("phase_lr_mult", 1.0) ** start_phase
+    for i in range(start_phase, len(plan)):
+        n_trainable, epochs = plan[i]
         learn.freeze_to(-n_trainable)
-        seconds += fit(learn, train_cfg, epochs=epochs, lr=lr)
+        skip = start_epoch if i == start_phase else 0
+        cbs: list[Callback] = [StopOnNonFinite(checkpoint, i)]
+        if resume is not None and i == start_phase:
+            restore_training_state(learn, resume)
+            restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
+            cbs.append(ResumeFit(skip, resume.state["recorder"]))
+        if checkpoint is not None:
+            cbs.append(SaveEachEpoch(checkpoint, i, skip, phases, dict(extras or {}), seconds))
+        seconds += fit(learn, train_cfg, epochs=epochs, lr=lr, cbs=cbs, start_epoch=skip)
         record = {"phase": i, "trainable_groups": trainable_groups(learn), "epochs": epochs, "lr": lr,
                   "history": epoch_history(learn)}
         phases.append(record)

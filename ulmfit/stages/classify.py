@@ -16,9 +16,9 @@ from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
-from ulmfit.stages.common import find_parent, open_store, parent_ref, save_entry
+from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import clas_learner, fit_gradual, resolve_device, seed_everything
+from ulmfit.training import clas_learner, fit_phases, resolve_device, seed_everything
 from ulmfit.transfer import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ PARENT_STAGES = ("lm_finetune", "pretrain", "none")
 
 
 def run(cfg: DictConfig) -> Entry:
-    store, name = open_store(cfg, STAGE)
+    store, name, checkpoint, resume = open_run(cfg, STAGE)
     if cfg.stage.parent_stage not in PARENT_STAGES:
         raise UsageError(f"stage.parent_stage={cfg.stage.parent_stage!r}; use one of {', '.join(PARENT_STAGES)}.")
     parent = None if cfg.stage.parent_stage == "none" else find_parent(store, cfg.stage.parent_stage, cfg.stage.parent)
@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> Entry:
              len(train), len(valid), len(classes))
 
     learn = clas_learner(dls, model, cfg.train)
-    seconds, phases = fit_gradual(learn, cfg.train)
+    seconds, phases = fit_phases(learn, cfg.train, checkpoint=checkpoint, resume=resume)
 
     last = phases[-1]["history"][-1]
     metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
@@ -70,4 +70,4 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": ["train"], "n_train": len(train)}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, curves=learn.curve_recorder.curves())
+                      lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

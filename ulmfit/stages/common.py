@@ -8,6 +8,8 @@ import torch
 from omegaconf import DictConfig
 
 from ulmfit import tracking
+from ulmfit.checkpoint import ResumeState, RunCheckpoint
+from ulmfit.errors import UsageError
 from ulmfit.models import encoder_of
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
@@ -19,6 +21,17 @@ def open_store(cfg: DictConfig, stage: str) -> tuple[Store, str]:
     store, name = Store(cfg.paths.store), cfg.run_name or new_run_name()
     store.check_writable(stage, name)
     return store, name
+
+
+def open_run(cfg: DictConfig, stage: str) -> tuple[Store, str, RunCheckpoint, ResumeState | None]:
+    """``open_store`` for a training stage: also its per-epoch checkpoints, and the state to continue from
+    when ``resume=true`` (refused without a run_name or a checkpoint, or with a different model/data config)."""
+    if cfg.get("resume") and not cfg.run_name:
+        raise UsageError("resume=true needs the interrupted run's name: add run_name=<name> (the hidden "
+                         f"'.resume-<name>' directory under {cfg.paths.store}/{stage}/).")
+    store, name = open_store(cfg, stage)
+    checkpoint = RunCheckpoint(store.root, stage, name, cfg)
+    return store, name, checkpoint, checkpoint.prepare(bool(cfg.get("resume")))
 
 
 def find_parent(store: Store, stage: str, name: str | None) -> Entry | None:
@@ -33,9 +46,13 @@ def parent_ref(parent: Entry | None) -> dict[str, str] | None:
 def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: torch.nn.Module,
                vocab: list[str], info: Mapping[str, Any], metrics: Mapping[str, Any],
                lineage: Mapping[str, Any], save_encoder: bool = False,
-               curves: Mapping[str, Any] | None = None) -> Entry:
-    """Write a complete entry atomically and print its metrics (``curves``: per-step training curves)."""
-    with store.create(stage, name, dict(lineage)) as w:
+               curves: Mapping[str, Any] | None = None, checkpoint: RunCheckpoint | None = None) -> Entry:
+    """Write a complete entry atomically and print its metrics (``curves``: per-step training curves).
+    A training run's ``checkpoint`` is recorded in the lineage when the run was resumed, then removed."""
+    lineage = dict(lineage)
+    if checkpoint is not None and checkpoint.resumed:
+        lineage["resumed"] = checkpoint.resumed
+    with store.create(stage, name, lineage) as w:
         w.save_model(model)
         if save_encoder:  # what classify loads; lets any LM entry (pretrain or lm_finetune) feed it
             w.save_model(encoder_of(model), ENCODER_WEIGHTS)
@@ -46,6 +63,8 @@ def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: t
             w.save_json("curves.json", dict(curves))
         w.save_config(cfg)
     entry = store.get(stage, name)
+    if checkpoint is not None:
+        checkpoint.discard()
     tracking.current().log_summary(metrics)
     print_table(f"{stage} -> {entry.path}", metrics)
     return entry

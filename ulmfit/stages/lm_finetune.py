@@ -15,9 +15,9 @@ from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders
 from ulmfit.errors import UsageError
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import find_parent, open_store, parent_ref, save_entry
+from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import check_finite, epoch_history, fit, last_valid, lm_eval, lm_learner, resolve_device, seed_everything
+from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_device, seed_everything
 from ulmfit.transfer import check_direction, transferred_lm_weights
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ STAGE = "lm_finetune"
 
 
 def run(cfg: DictConfig) -> Entry:
-    store, name = open_store(cfg, STAGE)
+    store, name, checkpoint, resume = open_run(cfg, STAGE)
     parent = find_parent(store, "pretrain", cfg.stage.parent)
     if parent is not None:
         check_direction(parent, cfg.backwards)
@@ -60,15 +60,12 @@ def run(cfg: DictConfig) -> Entry:
              parent.ref if parent else "none", parts, train.n_tokens, valid.n_tokens, len(vocab), n_new)
 
     learn = lm_learner(dls, model, cfg.train)
-    before = lm_eval(learn, dls.valid)
-    seconds = 0.0
-    if cfg.train.freeze_epochs:  # optional warm-up of the (new) embeddings and decoder only
-        learn.freeze()
-        seconds += fit(learn, cfg.train, epochs=cfg.train.freeze_epochs)
-        learn.unfreeze()
-    seconds += fit(learn, cfg.train)
-    history = epoch_history(learn)
-    check_finite(history)
+    # Perplexity before fine-tuning; a resumed run reads it from its checkpoint (the weights there are trained).
+    before = resume.extras["before"] if resume else lm_eval(learn, dls.valid)
+    # Optional warm-up of the (new) embeddings and decoder only (train.freeze_epochs), then all layers.
+    seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint,
+                                 resume, extras={"before": before})
+    history = phases[-1]["history"]
 
     metrics = {**{"valid_" + k: v for k, v in last_valid(history).items()},
                "valid_perplexity_before": before["perplexity"], "epochs": cfg.train.epochs,
@@ -80,5 +77,4 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": parts}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, save_encoder=True,
-                      curves=learn.curve_recorder.curves())
+                      lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

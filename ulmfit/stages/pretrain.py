@@ -13,16 +13,16 @@ from omegaconf import DictConfig
 from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import open_store, save_entry
+from ulmfit.stages.common import open_run, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import check_finite, epoch_history, fit, last_valid, lm_eval, lm_learner, resolve_device, seed_everything
+from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
 
 
 def run(cfg: DictConfig) -> Entry:
-    store, name = open_store(cfg, STAGE)
+    store, name, checkpoint, resume = open_run(cfg, STAGE)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.train.device)
 
@@ -36,9 +36,8 @@ def run(cfg: DictConfig) -> Entry:
 
     info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=cfg.backwards)
     learn = lm_learner(dls, build_language_model(info), cfg.train)
-    seconds = fit(learn, cfg.train)
-    history = epoch_history(learn)
-    check_finite(history)
+    seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint, resume)
+    history = phases[-1]["history"]
 
     metrics = {"valid_" + k: v for k, v in last_valid(history).items()}
     if "test" in corpus.parts:
@@ -53,5 +52,4 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                         "parts": ["train"]}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, save_encoder=True,
-                      curves=learn.curve_recorder.curves())
+                      lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
