@@ -116,7 +116,7 @@ class RunCheckpoint:
     def _read_state(self, path: Path) -> dict[str, Any]:
         try:
             return json.loads((path / "state.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:  # JSONDecodeError, non-UTF-8 bytes
             raise UsageError(f"Checkpoint {path} is unreadable ({e}); delete {self.dir} to start the run over.") from None
 
     def _check_config(self, saved: dict[str, Any]) -> dict[str, list]:

@@ -84,8 +84,8 @@ class Entry:
         except FileNotFoundError:
             raise UsageError(f"Store entry {self.ref} has no {filename}; it was written by an incompatible "
                              f"version or edited by hand. Re-run its stage to recreate it.") from None
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{self.path / filename} is corrupted ({e}). Re-run stage "
+        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8 text at all
+            raise UsageError(f"{self.path / filename} is corrupted ({str(e)[:120]}). Re-run stage "
                              f"'{self.stage}' to recreate the entry.") from None
 
     @property

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
 
-STAGES = ("pretrain", "lm_finetune", "classify", "pipeline", "predict", "evaluate", "tfidf", "nbsvm")
+STAGES = ("pretrain", "lm_finetune", "classify", "pipeline", "predict", "evaluate", "tfidf", "nbsvm", "import_wt103")
 
 
 def get_stage(name: str) -> Callable[[DictConfig], object]:

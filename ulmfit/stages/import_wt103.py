@@ -1,0 +1,76 @@
+"""Import fastai's published WikiText-103 AWD-LSTM weights as a ``pretrain`` entry (GPU users skip days of
+pretraining this way; the paper's recipe starts from them).
+
+weights (.pth) + vocabulary (.pkl), from local files or -- with ``stage.download=true`` and a network -- from
+fastai's ``URLs.WT103_FWD``/``WT103_BWD`` -> restricted loading (``ulmfit.fastai_weights``: nothing unpickled
+that could run code) -> shapes checked against ``model=`` -> ``pretrain/<run>`` entry (safetensors, JSON),
+which ``lm_finetune stage.parent=<run>`` uses like any pretrained LM.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ulmfit.errors import UsageError
+from ulmfit.fastai_weights import architecture, read_vocab, read_weights, sha256
+from ulmfit.models import build_language_model, model_info
+from ulmfit.stages.common import open_store, save_entry
+from ulmfit.store import Entry
+
+log = logging.getLogger(__name__)
+STAGE = "pretrain"  # the entry it writes is a pretrained LM like any other
+
+
+def _source_files(cfg: DictConfig) -> tuple[Path, Path]:
+    st = cfg.stage
+    folder = st.get("dir")
+    if st.get("download") and not folder:
+        from fastai.data.external import URLs, untar_data
+        url = URLs.WT103_BWD if cfg.backwards else URLs.WT103_FWD
+        log.info("Downloading %s with fastai untar_data", url)
+        folder = untar_data(url)
+    if folder:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise UsageError(f"stage.dir={folder} is not a folder; point it at the folder holding fastai's "
+                             f"lstm_fwd.pth and itos_wt103.pkl.")
+        found = {ext: sorted(folder.glob(f"*.{ext}")) for ext in ("pth", "pkl")}
+        if not found["pth"] or not found["pkl"]:
+            raise UsageError(f"{folder} needs one .pth (weights) and one .pkl (vocabulary) file, as fastai's "
+                             f"WT103 archive has; or set stage.weights and stage.vocab.")
+        return Path(st.get("weights") or found["pth"][0]), Path(st.get("vocab") or found["pkl"][0])
+    if not st.get("weights") or not st.get("vocab"):
+        raise UsageError("Set stage.weights=<lstm_fwd.pth> and stage.vocab=<itos_wt103.pkl> (or stage.dir=<folder "
+                         "with both>, or stage.download=true with a network).")
+    return Path(st.weights).expanduser(), Path(st.vocab).expanduser()
+
+
+def run(cfg: DictConfig) -> Entry:
+    store, name = open_store(cfg, STAGE)
+    weights_path, vocab_path = _source_files(cfg)
+    vocab, sd = read_vocab(vocab_path), read_weights(weights_path)
+    found = architecture(sd)
+    expected = {"vocab_size": len(vocab), **{k: int(cfg.model[k]) for k in ("emb_sz", "n_hid", "n_layers")}}
+    diff = {k: (found[k], expected[k]) for k in expected if found[k] != expected[k]}
+    if diff:
+        shown = ", ".join(f"{k} {f} in the weights vs {e} expected" for k, (f, e) in diff.items())
+        hint = ("the vocabulary file does not belong to these weights" if "vocab_size" in diff else
+                "pick the model config of these weights (fastai's WT103 model is model=awd_lstm)")
+        raise UsageError(f"{weights_path} does not match: {shown}; {hint}.")
+
+    info = model_info(cfg.model, len(vocab), 1.0, backwards=cfg.backwards)
+    model = build_language_model(info)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise UsageError(f"{weights_path} does not fit fastai's AWD-LSTM (missing {sorted(missing)[:4]}, unexpected "
+                         f"{sorted(unexpected)[:4]}).")
+    log.info("import_wt103: %s (%d tokens, %d/%d/%d)", weights_path, len(vocab), found["emb_sz"], found["n_hid"],
+             found["n_layers"])
+    source = {"weights": str(weights_path), "weights_sha256": sha256(weights_path), "vocab": str(vocab_path),
+              "vocab_sha256": sha256(vocab_path)}
+    metrics = {"imported": True, "vocab_size": len(vocab), "n_parameters": sum(p.numel() for p in model.parameters())}
+    return save_entry(store, STAGE, name, cfg, model=model, vocab=vocab, info=info, metrics=metrics,
+                      lineage={"parent": None, "imported_from": source}, save_encoder=True)
