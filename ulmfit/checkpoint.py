@@ -37,6 +37,7 @@ from fastai.callback.core import Callback
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file, save_model
 
+from ulmfit.distributed import unwrap
 from ulmfit.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,14 @@ class RunCheckpoint:
         tmp = self.dir / f".tmp-{secrets.token_hex(4)}"
         tmp.mkdir(parents=True)
         try:
-            save_model(learn.model, str(tmp / "model.safetensors"))
+            save_model(unwrap(learn.model), str(tmp / "model.safetensors"))
             opt_tensors, opt_state = _optimizer_state(learn.opt)
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
             save_file(_torch_rng(), str(tmp / "rng.safetensors"))
             state = {"generation": self.saved_epochs, "phase": phase, "epoch": epoch, "records": records,
                      "extras": extras, "seconds": seconds, "optimizer": opt_state,
                      "rng": {"python": _py_state(random.getstate()), "numpy": _np_state(),
-                             "dataloaders": [_py_state(dl.rng.getstate()) for dl in learn.dls.loaders]},
+                             "dataloaders": [_py_state(_base(dl).rng.getstate()) for dl in learn.dls.loaders]},
                      "recorder": _recorder_state(learn), "scaler": _scaler_state(learn),
                      "curves": _curve_state(learn), "config": self.config, "resumed": self.resumed}
             (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
@@ -186,7 +187,7 @@ def restore_rng(learn, rs: ResumeState) -> None:
     random.setstate(_py_tuple(rng["python"]))
     np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
     for dl, st in zip(learn.dls.loaders, rng["dataloaders"]):
-        dl.rng.setstate(_py_tuple(st))
+        _base(dl).rng.setstate(_py_tuple(st))
     t = _load(rs.path / "rng.safetensors")
     torch.set_rng_state(t["cpu"])
     if torch.cuda.is_available():
@@ -253,6 +254,10 @@ class SaveEachEpoch(Callback):
 
 
 # ---- (de)serialisation helpers ----------------------------------------------------------------------------------
+def _base(dl):
+    return getattr(dl, "dl", dl)  # the loader itself, also while a data-parallel fit wraps it (DistributedDL)
+
+
 def _py_state(st: tuple) -> list:
     return [st[0], list(st[1]), st[2]]
 

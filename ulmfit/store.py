@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
 from ulmfit import PACKAGE_DIR, __version__
+from ulmfit.distributed import launched_processes
 from ulmfit.errors import UsageError
 
 WEIGHTS = "model.safetensors"
@@ -63,6 +64,7 @@ def environment_info() -> dict[str, Any]:
         "ulmfit": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
         "torch": torch.__version__, "fastai": fastai.__version__, "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "processes": launched_processes(),  # > 1: data-parallel training (accelerate launch)
     }
 
 

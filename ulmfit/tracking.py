@@ -99,7 +99,8 @@ def tracking(cfg: DictConfig) -> Iterator[Tracker]:
     if name not in ("none", "wandb"):
         from ulmfit.errors import UsageError
         raise UsageError(f"logger={name!r} is unknown; use logger=wandb or logger=none.")
-    _active = _start_wandb(cfg) if name == "wandb" else Tracker()
+    from ulmfit.distributed import is_main_process
+    _active = _start_wandb(cfg) if name == "wandb" and is_main_process() else Tracker()  # one W&B run per job
     try:
         yield _active
     finally:

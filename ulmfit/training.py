@@ -25,6 +25,7 @@ from fastai.torch_core import set_seed
 from ulmfit import tracking
 from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveEachEpoch, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
+from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, local_device
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
 from ulmfit.precision import apply_precision
@@ -37,10 +38,10 @@ SCHEDULES = ("stlr", "one_cycle", "constant")
 def resolve_device(name: str) -> torch.device:
     """``auto`` = CUDA when available, else CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu or auto.")
-    return torch.device(name)
+    return local_device(torch.device(name))
 
 
 def seed_everything(seed: int) -> None:
@@ -151,7 +152,7 @@ def lm_eval(learn, dl) -> dict[str, float]:
 
 def last_valid(history: list[dict[str, float]]) -> dict[str, float]:
     """The LM's validation metrics after the last epoch, as fastai's Recorder measured them at its end
-    (no second validation pass)."""
+    (no second validation pass; in data-parallel runs gathered from every process)."""
     last = history[-1]
     return {"loss": last["valid_loss"], "accuracy": last["accuracy"], "perplexity": float(math.exp(last["valid_loss"]))}
 
@@ -226,9 +227,10 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
             cbs.append(ResumeFit(skip, resume.state["recorder"]))
-        if checkpoint is not None:
+        if checkpoint is not None and is_main_process():
             cbs.append(SaveEachEpoch(checkpoint, i, skip, phases, dict(extras or {}), seconds))
-        seconds += fit(learn, train_cfg, epochs=epochs, lr=lr, cbs=cbs, start_epoch=skip)
+        with data_parallel(learn):  # DDP across `accelerate launch` processes; a no-op in a single process
+            seconds += fit(learn, train_cfg, epochs=epochs, lr=lr, cbs=cbs, start_epoch=skip)
         record = {"phase": i, "trainable_groups": trainable_groups(learn), "epochs": epochs, "lr": lr,
                   "history": epoch_history(learn)}
         phases.append(record)
@@ -236,4 +238,5 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         if on_phase is not None:
             on_phase(learn, record)
         lr *= train_cfg.get("phase_lr_mult", 1.0)
+    end_data_parallel()  # rank 0 goes on alone (evaluation, store entry)
     return seconds, phases

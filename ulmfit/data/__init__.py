@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ulmfit.data.readers import make_reader
+from ulmfit.distributed import main_process_first
 from ulmfit.data.streams import TokenStream
 from ulmfit.errors import UsageError
 from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, holdout_split, \
@@ -18,7 +19,8 @@ __all__ = ["classification_split", "Docs", "TokenStream", "TokenizedCorpus", "To
 
 def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_dir: str) -> TokenizedCorpus:
     """Read (or fetch from the token cache) the corpus a data config describes."""
-    return load_or_tokenize(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg), cache_dir)
+    with main_process_first():  # data-parallel runs: rank 0 fills the cache, the others read it
+        return load_or_tokenize(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg), cache_dir)
 
 
 def lm_splits(corpus: TokenizedCorpus, vocab: list[str], train_parts: list[str], valid_frac: float,

@@ -57,8 +57,10 @@ class StreamLMDataLoader(DataLoader):
         return idxs
 
     def create_batches(self, samps):
+        # Item i belongs to batch i // bs: all of them here, a share in a data-parallel process (DistributedDL).
+        batches = sorted({int(i) // self.bs for i in samps})
         rows = np.arange(self.bs, dtype=np.int64)[:, None] * self.bl
-        for b in range(self.n_batches):
+        for b in batches:
             sl = self.last_len if b == self.n_batches - 1 else self.seq_len
             positions = rows + b * self.seq_len + np.arange(sl + 1, dtype=np.int64)
             tokens = torch.from_numpy(self.stream.gather(positions, self.order, self.backwards))

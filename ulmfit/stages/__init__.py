@@ -21,7 +21,7 @@ def get_stage(name: str) -> Callable[[DictConfig], object]:
 
 def objective_value(result: Any, objective: str | None) -> float | None:
     """The metric a sweeper optimises (``objective=<metric>``): read from the entry the stage returned."""
-    if not objective:
+    if not objective or result is None:  # no objective, or a data-parallel worker (rank 0 reports)
         return None
     metrics = getattr(result, "metrics", None)
     if metrics is None:

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from ulmfit.data import build_vocab, classification_split, labelled_classes, load_corpus, numericalize
 from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.errors import UsageError
+from ulmfit.distributed import is_main_process
 from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
@@ -54,6 +55,8 @@ def run(cfg: DictConfig) -> Entry:
 
     learn = clas_learner(dls, model, cfg.train)
     seconds, phases = fit_phases(learn, cfg.train, checkpoint=checkpoint, resume=resume)
+    if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
+        return None
 
     last = phases[-1]["history"][-1]
     metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}

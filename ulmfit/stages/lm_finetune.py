@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders
 from ulmfit.errors import UsageError
+from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
@@ -66,6 +67,8 @@ def run(cfg: DictConfig) -> Entry:
     seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint,
                                  resume, extras={"before": before})
     history = phases[-1]["history"]
+    if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
+        return None
 
     metrics = {**{"valid_" + k: v for k, v in last_valid(history).items()},
                "valid_perplexity_before": before["perplexity"], "epochs": cfg.train.epochs,

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
+from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import open_run, save_entry
 from ulmfit.store import Entry
@@ -38,6 +39,8 @@ def run(cfg: DictConfig) -> Entry:
     learn = lm_learner(dls, build_language_model(info), cfg.train)
     seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint, resume)
     history = phases[-1]["history"]
+    if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
+        return None
 
     metrics = {"valid_" + k: v for k, v in last_valid(history).items()}
     if "test" in corpus.parts:
