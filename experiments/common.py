@@ -21,8 +21,12 @@ RESULTS = REPO / "experiments" / "results"
 
 
 def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
-    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return wall seconds; raise on failure."""
+    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return wall seconds; raise on failure.
+    A run that was interrupted (its per-epoch checkpoint exists) is continued with ``resume=true``."""
     t0 = time.perf_counter()
+    opts = dict(a.split("=", 1) for a in args if "=" in a)
+    if (home / "store" / opts.get("stage", "") / f".resume-{opts.get('run_name', '')}").is_dir():
+        args = (*args, "resume=true")
     cmd = [sys.executable, "-m", "ulmfit", *args]
     print("$", " ".join(cmd), flush=True)
     with open(log, "a") if log else open(os.devnull, "w") as fh:
