@@ -72,6 +72,8 @@ CASES = {
                                         *imdb_csv(m), "stage.parent=pre"][1:], "truncated or corrupted", 2),
     "architecture mismatch": (lambda h, m: [_edit_model_json(h / "store/pretrain/pre/model.json"), "stage=lm_finetune",
                                             *imdb_csv(m), "stage.parent=pre"][1:], "do not match the model", 2),
+    "vocab-size mismatch": (lambda h, m: [_drop_vocab(h / "store/pretrain/pre/vocab.json"), "stage=lm_finetune",
+                                          *imdb_csv(m), "stage.parent=pre"][1:], "vocab.json has", 2),
     "direction mismatch": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=pre", "backwards=true"],
                            "forward model", 2),
     "unwritable store": (lambda h, m: ["stage=tfidf", *imdb_csv(m), f"paths.store={_write(h / 'afile', 'x')}/store"],
@@ -95,6 +97,11 @@ def _edit_model_json(path: Path) -> str:
     return ""
 
 
+def _drop_vocab(path: Path) -> str:
+    path.write_text(json.dumps(json.loads(path.read_text())[:-5]))
+    return ""
+
+
 HYDRA_REPORTS = ("config typo", "unknown stage option")
 
 
@@ -111,6 +118,33 @@ def test_bad_input_gets_one_clear_message(case, home, mini_imdb, mini_wikitext, 
     if code == 2:  # Hydra words its own messages for bad overrides; ours start with "ulmfit: error:"
         assert "Traceback" not in out.stderr
         assert case in HYDRA_REPORTS or out.stderr.strip().startswith("ulmfit: error:")
+    print(f"\n{case} -> exit {out.returncode}: {out.stderr.strip().splitlines()[-1]}")  # for the record (-s)
     after = _snapshot(home)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing changed or lost
     assert not [k for k in after if k not in before and not k.startswith(".")], "a new entry appeared"
+
+
+def test_a_one_million_token_document_is_handled(tmp_path):
+    """Not an error: a 1M-token review trains (BPT3C: the encoder reads it in bptt chunks, its hidden state
+    detached between them, and keeps the last max_len outputs), with bounded memory, and is predicted."""
+    import random
+    import resource
+
+    import pandas as pd
+    rng = random.Random(0)
+    words = "the film was great and i loved every minute of it but the ending was bad".split()
+    short = [{"text": " ".join(rng.choice(words) for _ in range(30)), "label": lab} for lab in ["pos", "neg"] * 20]
+    big = {"text": " ".join(rng.choice(words) for _ in range(1_000_000)), "label": "pos"}
+    pd.DataFrame([big, *short]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame([big, *short[:10]]).to_csv(tmp_path / "test.csv", index=False)
+    data = ["data=csv", f"data.files.train={tmp_path / 'train.csv'}", f"data.files.test={tmp_path / 'test.csv'}",
+            "data.min_freq=1"]
+    out = run_cli("stage=classify", *data, "stage.parent_stage=none", *TINY, "train.bptt=500",
+                  "train.gradual_unfreezing=false", "run_name=big", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((tmp_path / "store" / "classify" / "big" / "metrics.json").read_text())
+    assert metrics["n_train"] + metrics["n_valid"] == 41 and "test_accuracy" in metrics
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    assert peak_gb < 3, f"peak RSS {peak_gb:.1f} GB"
+    tfidf = run_cli("stage=tfidf", *data, "run_name=big", cwd=tmp_path)
+    assert tfidf.returncode == 0, tfidf.stderr[-2000:]

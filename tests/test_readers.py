@@ -124,6 +124,7 @@ def test_csv_missing_file_and_bad_encoding(tmp_path):
 
 # ---- TREC ------------------------------------------------------------------------------------------
 def test_trec_latin1_and_labels(tmp_path):
+    # Line 66 of TREC's train_5500.label has the byte 0xf0 ("sister\xf0city"): not UTF-8, read as Latin-1.
     (tmp_path / "train_5500.label").write_bytes(b"LOC:city What is the sister\xf0city of Lyon ?\n"
                                                 b"HUM:ind Who wrote Hamlet ?\n")
     (tmp_path / "TREC_10.label").write_bytes(b"NUM:date When was it ?\n")

@@ -104,7 +104,13 @@ class Entry:
 
     @property
     def vocab(self) -> list[str]:
-        return self.read_json("vocab.json")
+        vocab = self.read_json("vocab.json")
+        expected = self.model_info.get("vocab_size") if (self.path / "model.json").is_file() else None
+        if not isinstance(vocab, list) or (expected is not None and len(vocab) != expected):
+            size = len(vocab) if isinstance(vocab, list) else type(vocab).__name__
+            raise UsageError(f"{self.ref}: vocab.json has {size} tokens but its model has {expected} (model.json); "
+                             f"the entry was edited or mixed from two runs. Re-run stage '{self.stage}' to recreate it.")
+        return vocab
 
     @property
     def created(self) -> str:

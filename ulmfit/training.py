@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback
+from fastai.callback.core import CancelFitException, Callback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientClip
@@ -117,25 +117,31 @@ def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: floa
 
 class StopOnNonFinite(Callback):
     """Stop at the first training batch whose loss is NaN/inf, before it reaches the weights; the last
-    epoch's checkpoint (if any) stays in the store for ``resume=true``."""
+    epoch's checkpoint (if any) stays in the store for ``resume=true``. ``raise_if_diverged`` after the fit
+    turns it into one clear error (raised outside fastai's loop, which would prefix the message)."""
 
     order = 1  # right after fastai's TrainEvalCallback
 
     def __init__(self, checkpoint: RunCheckpoint | None, phase: int):
-        self.checkpoint, self.phase = checkpoint, phase
+        self.checkpoint, self.phase, self.diverged = checkpoint, phase, None
 
     def after_loss(self) -> None:
         loss = self.learn.loss.detach()
         if self.training and not bool(torch.isfinite(loss).all()):
-            where = f"phase {self.phase}, epoch {self.epoch}, step {self.iter}"
-            kept = self.checkpoint.last if self.checkpoint is not None else None
-            fix = "Lower train.lr or set train.clip"
-            if kept is not None:
-                raise UsageError(f"Training diverged (loss is {loss.float().mean().item()}) at {where}. The last good "
-                                 f"checkpoint is kept in {kept}. {fix}, and continue from it with resume=true "
-                                 f"run_name={self.checkpoint.name}.")
-            raise UsageError(f"Training diverged (loss is {loss.float().mean().item()}) at {where}, before the first "
-                             f"epoch ended; nothing was written. {fix}.")
+            self.diverged = (loss.float().mean().item(), f"phase {self.phase}, epoch {self.epoch}, step {self.iter}")
+            raise CancelFitException()
+
+    def raise_if_diverged(self) -> None:
+        if self.diverged is None:
+            return
+        value, where = self.diverged
+        kept = self.checkpoint.last if self.checkpoint is not None else None
+        fix = "Lower train.lr or set train.clip"
+        if kept is not None:
+            raise UsageError(f"Training diverged (loss is {value}) at {where}. The last good checkpoint is kept in "
+                             f"{kept}. {fix}, and continue from it with resume=true run_name={self.checkpoint.name}.")
+        raise UsageError(f"Training diverged (loss is {value}) at {where}, before the first epoch ended; nothing "
+                         f"was written. {fix}.")
 
 
 def epoch_history(learn) -> list[dict[str, float]]:
@@ -222,7 +228,8 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         n_trainable, epochs = plan[i]
         learn.freeze_to(-n_trainable)
         skip = start_epoch if i == start_phase else 0
-        cbs: list[Callback] = [StopOnNonFinite(checkpoint, i)]
+        stop = StopOnNonFinite(checkpoint, i)
+        cbs: list[Callback] = [stop]
         if resume is not None and i == start_phase:
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
@@ -231,6 +238,7 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
             cbs.append(SaveEachEpoch(checkpoint, i, skip, phases, dict(extras or {}), seconds))
         with data_parallel(learn):  # DDP across `accelerate launch` processes; a no-op in a single process
             seconds += fit(learn, train_cfg, epochs=epochs, lr=lr, cbs=cbs, start_epoch=skip)
+        stop.raise_if_diverged()
         record = {"phase": i, "trainable_groups": trainable_groups(learn), "epochs": epochs, "lr": lr,
                   "history": epoch_history(learn)}
         phases.append(record)
