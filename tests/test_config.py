@@ -62,3 +62,13 @@ def test_multirun_gives_each_job_its_own_entry(tmp_path, mini_wikitext):
     assert out.returncode == 0, out.stderr[-2000:]
     entries = sorted(p.name for p in (tmp_path / "store" / "pretrain").iterdir())
     assert len(entries) == 2 and len(set(entries)) == 2
+
+
+def test_paper_recipe_from_fastai_wt103_weights_wires_the_import_as_pretrain(make_cfg):
+    from ulmfit.stages.pipeline import step_overrides
+    cfg = make_cfg("experiment=imdb_paper_wt103", "paths.data=/datasets", "run_name=p")
+    steps = step_overrides(cfg, [])
+    assert [s for s, _ in steps] == ["import_wt103", "lm_finetune", "classify"]
+    imp, ft, clas = (o for _, o in steps)
+    assert "stage.dir=/datasets/wt103-fwd" in imp and "run_name=p-import_wt103" in imp
+    assert "stage.parent=p-import_wt103" in ft and "stage.parent=p-lm_finetune" in clas

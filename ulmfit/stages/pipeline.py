@@ -22,6 +22,8 @@ from ulmfit.store import Entry, new_run_name
 log = logging.getLogger(__name__)
 STAGE = "pipeline"
 PARENT_OF = {"lm_finetune": "pretrain", "classify": "lm_finetune"}
+PROVIDES = {"import_wt103": "pretrain"}  # steps whose entry plays another stage's role (it is a pretrain entry)
+ORDER = ("import_wt103", "pretrain", "lm_finetune", "classify")  # steps run in this order, then any others
 SUMMARY = {  # what the closing table shows per stage
     "pretrain": ["valid_perplexity", "test_perplexity"],
     "lm_finetune": ["valid_perplexity_before", "valid_perplexity"],
@@ -44,10 +46,12 @@ def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, lis
     prefix = cfg.run_name or new_run_name()
     from ulmfit.stages import STAGES
     steps, names = [], {}
-    for stage, extra in cfg.stage.steps.items():
+    chosen = [(s, e) for s, e in cfg.stage.steps.items() if e is not None]  # a step set to null is dropped
+    chosen.sort(key=lambda se: ORDER.index(se[0]) if se[0] in ORDER else len(ORDER))
+    for stage, extra in chosen:
         if stage not in STAGES or stage == STAGE:
             raise UsageError(f"stage.steps has {stage!r}; steps must be among {', '.join(s for s in STAGES if s != STAGE)}.")
-        names[stage] = f"{prefix}-{stage}"
+        names[stage] = names[PROVIDES.get(stage, stage)] = f"{prefix}-{stage}"
         # the command line comes after the step's own overrides, so what the user types wins
         overrides = [f"stage={stage}", *(extra or []), *inherited, f"run_name={names[stage]}"]
         parent = PARENT_OF.get(stage)
