@@ -23,7 +23,7 @@ def _entry(home: Path, stage: str, name: str) -> Path:
     return home / "store" / stage / name
 
 
-def _kill_after_checkpoint(args: list[str], home: Path, stage: str, name: str, n: int) -> None:
+def _kill_after_checkpoint(args: list[str], home: Path, stage: str, name: str, n: int, wait: float = 0.2) -> None:
     """Start the run, wait until its n-th epoch checkpoint exists, then SIGKILL it (it is in epoch n+1)."""
     env = {**os.environ, "ULMFIT_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "ulmfit", *args], cwd=home, env=env, stdout=subprocess.DEVNULL,
@@ -34,7 +34,7 @@ def _kill_after_checkpoint(args: list[str], home: Path, stage: str, name: str, n
         assert proc.poll() is None, f"the run ended before checkpoint {n}: {proc.stderr.read()[-2000:]}"
         assert time.time() < deadline, "no checkpoint after 300 s"
         time.sleep(0.01)
-    time.sleep(0.2)  # into the next epoch's batches
+    time.sleep(wait)  # into the next epoch's batches
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not _entry(home, stage, name).exists(), "a killed run must not leave an entry"
@@ -109,3 +109,24 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(mini_wikitext, tmp_
     assert fixed.returncode == 0, fixed.stderr[-2000:]
     lineage = json.loads((_entry(tmp_path, "pretrain", "d") / "lineage.json").read_text())
     assert lineage["resumed"][-1]["changed"] == {"train.lr": [0.005, 0.001]}, lineage["resumed"]
+
+
+def test_interrupted_pipeline_resumes_where_it_was_cut(mini_wikitext, mini_imdb, tmp_path):
+    """A pipeline killed during lm_finetune: resume=true reuses the finished pretrain entry, resumes
+    lm_finetune from its checkpoint and runs classify."""
+    csv = ",".join(f"'{o}'" for o in imdb_csv(mini_imdb))
+    tiny = [o for o in TINY if not o.startswith(("train.epochs=", "train.bs="))]  # the command line would win
+    args = ["stage=pipeline", "run_name=p", *tiny, f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}']",
+            f"stage.steps.lm_finetune=[{csv},'train.epochs=4','train.bs=8']", f"stage.steps.classify=[{csv},'train.bs=16']"]
+    _kill_after_checkpoint(args, tmp_path, "lm_finetune", "p-lm_finetune", 1, wait=0.1)
+    pretrain_created = json.loads((_entry(tmp_path, "pretrain", "p-pretrain") / "lineage.json").read_text())["created"]
+    out = run_cli(*args, "resume=true", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = out.stdout + out.stderr
+    assert "pretrain/p-pretrain exists, reused" in log and "Resuming lm_finetune/p-lm_finetune" in log
+    assert json.loads((_entry(tmp_path, "pretrain", "p-pretrain") / "lineage.json").read_text())["created"] == \
+        pretrain_created
+    lineage = json.loads((_entry(tmp_path, "lm_finetune", "p-lm_finetune") / "lineage.json").read_text())
+    assert lineage["resumed"] and lineage["parent"]["name"] == "p-pretrain"
+    clas = json.loads((_entry(tmp_path, "classify", "p-classify") / "lineage.json").read_text())
+    assert clas["parent"]["name"] == "p-lm_finetune"

@@ -118,7 +118,8 @@ class RunCheckpoint:
         try:
             return json.loads((path / "state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:  # JSONDecodeError, non-UTF-8 bytes
-            raise UsageError(f"Checkpoint {path} is unreadable ({e}); delete {self.dir} to start the run over.") from None
+            raise UsageError(f"Checkpoint {path} is unreadable ({e}); delete {self.dir} to start the run "
+                             f"over.") from None
 
     def _check_config(self, saved: dict[str, Any]) -> dict[str, list]:
         old, new = _flat(saved), _flat(self.config)

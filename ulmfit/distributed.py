@@ -89,7 +89,8 @@ def data_parallel(learn) -> Iterator[None]:
         def _wrap_dl(self, dl):
             return dl if isinstance(dl, dl_class) else dl_class(dl, device=self.learn.model.device)
 
-    trainer = Trainer(sync_bn=False, cpu=_cpu_only())  # BatchNorm in the classifier head: per-process statistics, as fastai's default
+    # sync_bn=False: the classifier head's BatchNorm keeps per-process statistics (no extra all-reduce per step)
+    trainer = Trainer(sync_bn=False, cpu=_cpu_only())
     learn.add_cb(trainer)
     progress = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)] if not is_main_process() else []
     for cb in progress:

@@ -45,6 +45,7 @@ class StreamLMDataLoader(DataLoader):
         self.n_batches = self.bl // seq_len + int(self.bl % seq_len != 0)
         self.last_len = self.bl - (self.n_batches - 1) * seq_len
         self.order = np.arange(len(stream))
+        self.ends = stream.ends(self.order)
         super().__init__(dataset=stream, bs=bs, shuffle=shuffle, indexed=True, n=self.n_batches * bs,
                          device=device, **kwargs)
 
@@ -54,6 +55,7 @@ class StreamLMDataLoader(DataLoader):
         order = list(range(len(self.stream)))
         random.shuffle(order)
         self.order = np.asarray(order, dtype=np.int64)
+        self.ends = self.stream.ends(self.order)
         return idxs
 
     def create_batches(self, samps):
@@ -63,7 +65,7 @@ class StreamLMDataLoader(DataLoader):
         for b in batches:
             sl = self.last_len if b == self.n_batches - 1 else self.seq_len
             positions = rows + b * self.seq_len + np.arange(sl + 1, dtype=np.int64)
-            tokens = torch.from_numpy(self.stream.gather(positions, self.order, self.backwards))
+            tokens = torch.from_numpy(self.stream.gather(positions, self.order, self.backwards, self.ends))
             yield LMTensorText(tokens[:, :-1]), TensorText(tokens[:, 1:])
 
     def new(self, stream: TokenStream | None = None, **kwargs) -> "StreamLMDataLoader":

@@ -52,16 +52,20 @@ class TokenStream:
         src = self.sources[self.source[i]]
         return self.lookup[src[self.starts[i]:self.starts[i] + self.lengths[i]]]
 
-    def gather(self, positions: np.ndarray, order: np.ndarray, backwards: bool = False) -> np.ndarray:
+    def ends(self, order: np.ndarray) -> np.ndarray:
+        """Where each document of ``order`` ends in their concatenation (computed once per epoch by loaders)."""
+        return np.cumsum(self.lengths[order])
+
+    def gather(self, positions: np.ndarray, order: np.ndarray, backwards: bool = False,
+               ends: np.ndarray | None = None) -> np.ndarray:
         """Vocab ids at ``positions`` of the stream made by concatenating the documents in ``order``
-        (each document reversed when ``backwards``)."""
-        lengths = self.lengths[order]
-        ends = np.cumsum(lengths)
+        (each document reversed when ``backwards``); ``ends``: ``self.ends(order)``, if already known."""
+        ends = self.ends(order) if ends is None else ends
         d = np.searchsorted(ends, positions, side="right")  # index into order
         if d.size and d.max() >= len(order):
             raise IndexError("position past the end of the stream")
-        within = positions - (ends[d] - lengths[d])
         doc = order[d]
+        within = positions - (ends[d] - self.lengths[doc])
         if backwards:
             within = self.lengths[doc] - 1 - within
         at = self.starts[doc] + within

@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
-from ulmfit.store import Entry, new_run_name
+from ulmfit.checkpoint import RunCheckpoint
+from ulmfit.store import LINEAGE, Entry, Store, new_run_name
 
 log = logging.getLogger(__name__)
 STAGE = "pipeline"
@@ -37,7 +38,7 @@ def _inherited_overrides() -> list[str]:
     """The user's command-line overrides, minus those that select the pipeline itself."""
     if not HydraConfig.initialized():
         return []
-    skip = ("stage=", "stage.steps", "experiment=", "run_name=", "+experiment=")
+    skip = ("stage=", "stage.steps", "experiment=", "run_name=", "+experiment=", "resume=")  # resume: per step
     return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
 
 
@@ -67,14 +68,32 @@ def run(cfg: DictConfig) -> list[Entry]:
     from ulmfit.stages import get_stage
     entries, rows, t0 = [], [], time.perf_counter()
     for stage, overrides in step_overrides(cfg, _inherited_overrides()):
-        log.info("pipeline step %s: %s", stage, " ".join(overrides))
         step_cfg = compose(config_name="config", overrides=overrides)
         t = time.perf_counter()
+        if cfg.get("resume"):  # continue an interrupted pipeline: reuse finished steps, resume the cut one
+            done, interrupted = _step_state(step_cfg, PROVIDES.get(stage, stage))
+            if done is not None:
+                log.info("pipeline step %s: %s exists, reused (resume=true)", stage, done.ref)
+                entries.append(done)
+                rows.append(_summary_row(done, 0.0))
+                continue
+            if interrupted:
+                step_cfg = compose(config_name="config", overrides=[*overrides, "resume=true"])
+        log.info("pipeline step %s: %s", stage, " ".join(overrides))
         entry = get_stage(stage)(step_cfg)
         entries.append(entry)
         rows.append(_summary_row(entry, time.perf_counter() - t))
     _print_summary(rows, time.perf_counter() - t0)
     return entries
+
+
+def _step_state(step_cfg: DictConfig, entry_stage: str) -> tuple[Entry | None, bool]:
+    """(the step's finished entry or None, whether it has an interrupted run's checkpoint)."""
+    store = Store(step_cfg.paths.store)
+    path = store.root / entry_stage / step_cfg.run_name
+    if (path / LINEAGE).is_file():
+        return store.get(entry_stage, step_cfg.run_name), False
+    return None, RunCheckpoint(store.root, entry_stage, step_cfg.run_name, step_cfg).latest() is not None
 
 
 def _summary_row(entry: Entry, seconds: float) -> dict[str, Any]:
