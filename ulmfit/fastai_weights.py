@@ -10,7 +10,6 @@ converted into an ordinary store entry (safetensors + JSON), so nothing downstre
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import re
@@ -30,14 +29,6 @@ class _NoGlobals(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"refused to load global '{module}.{name}'")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_vocab(path: Path) -> list[str]:

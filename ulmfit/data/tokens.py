@@ -143,7 +143,7 @@ class TokenizedCorpus:
 
 
 # ---------------------------------------------------------------------------------------------------
-def _file_digest(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -164,7 +164,7 @@ def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str
     for f in files:
         if not f.is_file():
             raise UsageError(f"Data file {f} does not exist. Fix the path in the data config.")
-        h.update(f.name.encode() + b"\0" + _file_digest(f).encode())
+        h.update(f.name.encode() + b"\0" + file_sha256(f).encode())
     info = {"reader": type(reader).__name__, "options": options, "tokenizer": settings.signature(),
             "n_files": len(files), "files": [str(f) for f in files[:20]]}
     return h.hexdigest()[:24], info

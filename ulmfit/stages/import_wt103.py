@@ -15,7 +15,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
-from ulmfit.fastai_weights import architecture, read_vocab, read_weights, sha256
+from ulmfit.data.tokens import file_sha256
+from ulmfit.fastai_weights import architecture, read_vocab, read_weights
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import open_store, save_entry
 from ulmfit.store import Entry
@@ -69,8 +70,8 @@ def run(cfg: DictConfig) -> Entry:
                          f"{sorted(unexpected)[:4]}).")
     log.info("import_wt103: %s (%d tokens, %d/%d/%d)", weights_path, len(vocab), found["emb_sz"], found["n_hid"],
              found["n_layers"])
-    source = {"weights": str(weights_path), "weights_sha256": sha256(weights_path), "vocab": str(vocab_path),
-              "vocab_sha256": sha256(vocab_path)}
+    source = {"weights": str(weights_path), "weights_sha256": file_sha256(weights_path), "vocab": str(vocab_path),
+              "vocab_sha256": file_sha256(vocab_path)}
     metrics = {"imported": True, "vocab_size": len(vocab), "n_parameters": sum(p.numel() for p in model.parameters())}
     return save_entry(store, STAGE, name, cfg, model=model, vocab=vocab, info=info, metrics=metrics,
                       lineage={"parent": None, "imported_from": source}, save_encoder=True)
