@@ -5,6 +5,7 @@ other unpickling call."""
 from __future__ import annotations
 
 import pickle
+import shutil
 import re
 from pathlib import Path
 
@@ -87,11 +88,19 @@ def test_architecture_mismatch_at_import_is_named(fastai_wt103, tmp_path):
     assert out.returncode == 2 and "n_hid 96 in the weights vs 72 expected" in out.stderr, out.stderr
 
 
-@pytest.mark.parametrize("where", ["model.safetensors", "encoder.safetensors", "vocab.json", "checkpoint"])
-def test_crafted_pickle_placed_in_the_store_is_refused_without_running(where, mini_wikitext, mini_imdb, tmp_path):
-    home = tmp_path
+@pytest.fixture(scope="module")
+def store_with_pretrain(tmp_path_factory, mini_wikitext) -> Path:
+    home = tmp_path_factory.mktemp("payload_home")
     pre = run_cli("stage=pretrain", "data=wikitext2", f"data.root={mini_wikitext}", "run_name=pre", *TINY, cwd=home)
     assert pre.returncode == 0, pre.stderr[-2000:]
+    return home
+
+
+@pytest.mark.parametrize("where", ["model.safetensors", "encoder.safetensors", "vocab.json", "checkpoint"])
+def test_crafted_pickle_placed_in_the_store_is_refused_without_running(where, store_with_pretrain, mini_imdb,
+                                                                        tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(store_with_pretrain, home)
     marker = tmp_path / "payload-ran"
     payload = pickle.dumps(Payload(marker))
     if where == "checkpoint":  # an interrupted run's checkpoint whose files were swapped for a payload
