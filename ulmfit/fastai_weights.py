@@ -57,9 +57,10 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise UsageError(f"Weights file {path} does not exist; set stage.weights=<fastai's lstm_fwd.pth>.") from None
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"Refused weights {path}: it holds Python objects, not only tensors ({first[:200]}). "
-                         f"Loading it could run code; only plain state dicts are imported.") from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))  # torch names the refused class/function
+        what = f"it references {found.group(1)}" if found else "it holds Python objects, not only tensors"
+        raise UsageError(f"Refused weights {path}: {what}. Loading it could run code; only plain state dicts of "
+                         f"tensors are imported.") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         raise UsageError(f"Cannot read weights {path} ({str(e).splitlines()[0][:200]}): the file is truncated or "
                          f"not a torch state dict.") from None
