@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import append_result, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
+from common import RESULTS, append_result, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
 
 PRECISION = ["train.precision=bf16"]  # AMX CPU: ~1.6-2x fp32 (bench/results.md)
 # A 30k vocabulary (fastai's default is 60k): the decoder and softmax dominate a CPU step and scale with it.
@@ -23,12 +23,38 @@ CLASSIFY = ["train.epochs=1", "train.lr=1e-2", "train.bs=32", "train.phase_lr_mu
 PAPER = {"test_error_pct": 4.6, "note": "paper, WT103 + 400/1152/3 model, fwd+bwd ensemble; 5.3 single direction"}
 
 
+STEP_METRICS = {"pretrain": ["valid_perplexity", "test_perplexity"],
+                "lm_finetune": ["valid_perplexity_before", "valid_perplexity", "train_tokens", "vocab_size"],
+                "classify": ["test_accuracy", "test_error_rate", "valid_accuracy", "n_train"],
+                "tfidf": ["test_accuracy"], "nbsvm": ["test_accuracy"]}
+
+
 def step(home: Path, log: Path, stage: str, name: str, *args: str) -> float | None:
-    """Run a stage unless its entry exists; seconds of this run (None when skipped)."""
+    """Run a stage unless its entry exists, then record its row in imdb_cpu_steps (once); seconds of this run
+    (None when skipped). Each finished step is kept as soon as it exists, so a long run's parts survive a
+    session that ends before the whole recipe does."""
+    seconds = None
     if has_entry(home, stage, name):
         print(f"= {stage}/{name} exists, skipped")
-        return None
-    return ulmfit(f"stage={stage}", f"run_name={name}", *args, home=home, log=log)
+    else:
+        seconds = ulmfit(f"stage={stage}", f"run_name={name}", *args, home=home, log=log)
+    record_step(home, stage, name)
+    return seconds
+
+
+def record_step(home: Path, stage: str, name: str) -> None:
+    steps_csv = RESULTS / "imdb_cpu_steps.csv"
+    if steps_csv.exists() and f",{stage}/{name}," in steps_csv.read_text():
+        return
+    m = entry_metrics(home, stage, name)
+    row = {"date": stamp(), "entry": f"{stage}/{name}",
+           "metrics": "; ".join(f"{k}={m[k]:.4g}" for k in STEP_METRICS.get(stage, []) if k in m),
+           "train_seconds": m.get("train_seconds", ""), "tokens_per_second": m.get("tokens_per_second", ""),
+           "hardware": hardware()}
+    append_result("imdb_cpu_steps", row, "IMDB on a 2-core CPU: each step as it finished", (
+        "Written by `python experiments/imdb_cpu.py` after every step (`imdb_cpu.md` has the final row). "
+        "`train_seconds` is the wall time of the stage's training on this machine, including any time the "
+        "machine spent on other jobs."))
 
 
 def main() -> None:
