@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
 from ulmfit.report import hardware
+from ulmfit.store import Store
 
 __all__ = ["REPO", "RESULTS", "append_result", "entry_metrics", "experiment_parser", "has_entry", "hardware", "stamp",
            "ulmfit"]
@@ -25,7 +27,7 @@ def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
     A run that was interrupted (its per-epoch checkpoint exists) is continued with ``resume=true``."""
     t0 = time.perf_counter()
     opts = dict(a.split("=", 1) for a in args if "=" in a)
-    if (home / "store" / opts.get("stage", "") / f".resume-{opts.get('run_name', '')}").is_dir():
+    if latest_checkpoint(checkpoint_dir(home / "store", opts.get("stage", ""), opts.get("run_name", ""))):
         args = (*args, "resume=true")
     cmd = [sys.executable, "-m", "ulmfit", *args]
     print("$", " ".join(cmd), flush=True)
@@ -53,7 +55,7 @@ def experiment_parser(doc: str, dataset: str, tag: str):
 
 def has_entry(home: Path, stage: str, name: str) -> bool:
     """A complete store entry (lineage.json is written last)."""
-    return (home / "store" / stage / name / "lineage.json").is_file()
+    return Store(home / "store").has(stage, name)
 
 
 def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:

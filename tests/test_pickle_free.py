@@ -133,3 +133,14 @@ def test_the_package_has_no_unrestricted_unpickling():
             if re.search(r"pickle\.loads?\(|pickle\.Unpickler\(|\bjoblib\.load\(|np\.load\(.*allow_pickle=True", code):
                 offenders.append(f"{path.name}:{n}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_download_path_uses_fastai_untar_data(fastai_wt103, monkeypatch, make_cfg):
+    """stage.download=true (for users with a network) goes through fastai's untar_data with the WT103 URL of the
+    run's direction; here it is stubbed and returns the local copy, so nothing is downloaded."""
+    from fastai.data import external
+    from ulmfit.stages import get_stage
+    calls = []
+    monkeypatch.setattr(external, "untar_data", lambda url: calls.append(url) or fastai_wt103)
+    entry = get_stage("import_wt103")(make_cfg("stage=import_wt103", "stage.download=true", "run_name=dl", *TINY))
+    assert calls == [external.URLs.WT103_FWD] and entry.lineage["imported_from"]["weights"].endswith("lstm_fwd.pth")

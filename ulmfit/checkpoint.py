@@ -64,6 +64,17 @@ class ResumeState:
         return f"phase {self.phase}, {self.epoch} epoch(s) into it"
 
 
+def checkpoint_dir(store_root: str | os.PathLike, stage: str, name: str) -> Path:
+    """Where run ``stage/name`` keeps its checkpoints while it trains."""
+    return Path(store_root) / stage / f"{PREFIX}{name}"
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest complete checkpoint in ``directory`` (each is renamed into place whole), or None."""
+    done = sorted(p for p in directory.glob("epoch-*") if (p / "state.json").is_file()) if directory.is_dir() else []
+    return done[-1] if done else None
+
+
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(d, dict):
         out: dict[str, Any] = {}
@@ -81,7 +92,7 @@ class RunCheckpoint:
     """The checkpoints of one run (``stage``/``name``) in a store."""
 
     def __init__(self, store_root: Path, stage: str, name: str, cfg: DictConfig):
-        self.dir = Path(store_root) / stage / f"{PREFIX}{name}"
+        self.dir = checkpoint_dir(store_root, stage, name)
         self.stage, self.name = stage, name
         self.config = OmegaConf.to_container(cfg, resolve=True)
         self.saved_epochs = 0  # checkpoints written by this process (generation counter continues on resume)
@@ -89,13 +100,9 @@ class RunCheckpoint:
         self.resumed: list[dict[str, Any]] = []  # for the lineage: each checkpoint this run continued from
 
     # ---- discovery -------------------------------------------------------------------------------------------
-    def latest(self) -> Path | None:
-        done = sorted(p for p in self.dir.glob("epoch-*") if (p / "state.json").is_file()) if self.dir.is_dir() else []
-        return done[-1] if done else None
-
     def prepare(self, resume: bool) -> ResumeState | None:
         """Check the run may start (or continue) and return the state to resume from, if any."""
-        latest = self.latest()
+        latest = latest_checkpoint(self.dir)
         if not resume:
             if latest is not None:
                 raise UsageError(f"Run '{self.stage}/{self.name}' was interrupted and has a checkpoint in {self.dir}. "

@@ -13,6 +13,7 @@ other processes stop when training ends.
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
@@ -60,12 +61,15 @@ def _cpu_only() -> bool:
     return not torch.cuda.is_available()
 
 
-def _wrapped_dl_class():
-    from fastai.distributed import DistributedDL
+@functools.cache
+def _trainer_class() -> type:
+    """fastai's ``DistributedTrainer`` wrapping loaders in a ``DistributedDL`` that also works with gloo (CPU).
+    Built once, on first use (single-process runs never import fastai.distributed)."""
+    from fastai.distributed import DistributedDL, DistributedTrainer
 
     class PortableDistributedDL(DistributedDL):
         """fastai's ``DistributedDL`` broadcasts rank 0's batch order as a CUDA tensor (NCCL only); this one
-        uses the device the process group's backend needs, so CPU (gloo) training works too."""
+        uses the device the process group's backend needs."""
 
         def _broadcast(self, t, rank):
             t = torch.tensor(t, dtype=torch.long)
@@ -73,7 +77,14 @@ def _wrapped_dl_class():
                 t = t.cuda()
             torch.distributed.broadcast(t, rank)
             return t.cpu().tolist()
-    return PortableDistributedDL
+
+    class PortableDistributedTrainer(DistributedTrainer):
+        def _wrap_dl(self, dl):
+            if isinstance(dl, PortableDistributedDL):
+                return dl
+            return PortableDistributedDL(dl, device=self.learn.model.device)
+
+    return PortableDistributedTrainer
 
 
 @contextmanager
@@ -82,15 +93,8 @@ def data_parallel(learn) -> Iterator[None]:
     if not is_distributed():
         yield
         return
-    from fastai.distributed import DistributedTrainer
-    dl_class = _wrapped_dl_class()
-
-    class Trainer(DistributedTrainer):
-        def _wrap_dl(self, dl):
-            return dl if isinstance(dl, dl_class) else dl_class(dl, device=self.learn.model.device)
-
     # sync_bn=False: the classifier head's BatchNorm keeps per-process statistics (no extra all-reduce per step)
-    trainer = Trainer(sync_bn=False, cpu=_cpu_only())
+    trainer = _trainer_class()(sync_bn=False, cpu=_cpu_only())
     learn.add_cb(trainer)
     progress = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)] if not is_main_process() else []
     for cb in progress:

@@ -183,13 +183,16 @@ class Store:
                     found.append(Entry(st, p.name, p))
         return sorted(found, key=lambda e: (e.created, e.name))
 
+    def has(self, stage: str, name: str) -> bool:
+        """Is there a complete entry ``stage/name``?"""
+        return (self.root / stage / name / LINEAGE).is_file()
+
     def get(self, stage: str, name: str) -> Entry:
-        path = self.root / stage / name
-        if not (path / LINEAGE).is_file():
+        if not self.has(stage, name):
             names = [e.name for e in self.entries(stage)]
             hint = f"Available: {', '.join(names[-10:])}." if names else f"Run stage={stage} first."
             raise UsageError(f"No store entry '{stage}/{name}' in {self.root}. {hint}")
-        return Entry(stage, name, path)
+        return Entry(stage, name, self.root / stage / name)
 
     def latest(self, stage: str) -> Entry:
         entries = self.entries(stage)

@@ -9,7 +9,6 @@ import time
 from functools import partial
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 from fastai.callback.core import CancelFitException, Callback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
@@ -163,11 +162,6 @@ def last_valid(history: list[dict[str, float]]) -> dict[str, float]:
     return {"loss": last["valid_loss"], "accuracy": last["accuracy"], "perplexity": float(math.exp(last["valid_loss"]))}
 
 
-def check_finite(history: list[dict[str, float]]) -> None:
-    if history and not np.isfinite(history[-1].get("train_loss", 0.0)):
-        raise UsageError("Training diverged (loss is NaN/inf). Lower train.lr or enable train.clip.")
-
-
 def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> TextLearner:
     """fastai's ``TextLearner`` as ``text_classifier_learner`` builds it (AWD-LSTM classifier splitter)."""
     cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else [])]
@@ -242,7 +236,6 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         record = {"phase": i, "trainable_groups": trainable_groups(learn), "epochs": epochs, "lr": lr,
                   "history": epoch_history(learn)}
         phases.append(record)
-        check_finite(record["history"])
         if on_phase is not None:
             on_phase(learn, record)
         lr *= train_cfg.get("phase_lr_mult", 1.0)

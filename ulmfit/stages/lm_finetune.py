@@ -64,8 +64,7 @@ def run(cfg: DictConfig) -> Entry:
     # Perplexity before fine-tuning; a resumed run reads it from its checkpoint (the weights there are trained).
     before = resume.extras["before"] if resume else lm_eval(learn, dls.valid)
     # Optional warm-up of the (new) embeddings and decoder only (train.freeze_epochs), then all layers.
-    seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint,
-                                 resume, extras={"before": before})
+    seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint, resume, extras={"before": before})
     history = phases[-1]["history"]
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
         return None

@@ -17,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
-from ulmfit.checkpoint import RunCheckpoint
-from ulmfit.store import LINEAGE, Entry, Store, new_run_name
+from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
+from ulmfit.store import Entry, Store, new_run_name
 
 log = logging.getLogger(__name__)
 STAGE = "pipeline"
@@ -89,11 +89,10 @@ def run(cfg: DictConfig) -> list[Entry]:
 
 def _step_state(step_cfg: DictConfig, entry_stage: str) -> tuple[Entry | None, bool]:
     """(the step's finished entry or None, whether it has an interrupted run's checkpoint)."""
-    store = Store(step_cfg.paths.store)
-    path = store.root / entry_stage / step_cfg.run_name
-    if (path / LINEAGE).is_file():
-        return store.get(entry_stage, step_cfg.run_name), False
-    return None, RunCheckpoint(store.root, entry_stage, step_cfg.run_name, step_cfg).latest() is not None
+    store, name = Store(step_cfg.paths.store), step_cfg.run_name
+    if store.has(entry_stage, name):
+        return store.get(entry_stage, name), False
+    return None, latest_checkpoint(checkpoint_dir(store.root, entry_stage, name)) is not None
 
 
 def _summary_row(entry: Entry, seconds: float) -> dict[str, Any]:
