@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ulmfit.allocator import preload_env
 from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
 from ulmfit.report import hardware
 from ulmfit.store import Store
@@ -31,12 +33,15 @@ def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
         args = (*args, "resume=true")
     cmd = [sys.executable, "-m", "ulmfit", *args]
     print("$", " ".join(cmd), flush=True)
-    with open(log, "a") if log else open(os.devnull, "w") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "ULMFIT_HOME": str(home)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-        fh.write(proc.stdout)
-    if proc.returncode != 0:
-        sys.exit(f"step failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-3000:]}")
+    # The log is written as the stage runs (progress visible with `tail -f`); jemalloc/tcmalloc when installed,
+    # because under glibc malloc a long CPU run's memory grows without bound (ulmfit.allocator).
+    env = preload_env({**os.environ, "ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"})
+    with open(log, "a+") if log else tempfile.TemporaryFile("w+") as fh:
+        start = fh.tell()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            fh.seek(start)
+            sys.exit(f"step failed ({proc.returncode}): {' '.join(args)}\n{fh.read()[-3000:]}")
     return time.perf_counter() - t0
 
 

@@ -41,7 +41,7 @@ def test_entry_is_complete(tiny_entry):
                      "config.yaml", "lineage.json"}
     lineage = json.loads((entry.path / "lineage.json").read_text())
     assert lineage["parent"] is None and len(lineage["data"]["fingerprint"]) == 24
-    assert {"ulmfit", "torch", "fastai", "git_commit"} <= set(lineage["environment"])
+    assert {"ulmfit", "torch", "fastai", "git_commit", "malloc"} <= set(lineage["environment"])
     assert entry.model_info["vocab_size"] == len(entry.vocab)
     assert entry.config().train.epochs == 3
     assert Store(root / "store").find("pretrain").name == "tiny"

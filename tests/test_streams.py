@@ -72,3 +72,15 @@ def test_corpus_smaller_than_a_batch_is_a_usage_error(corpus):
     tiny = TokenStream.from_parts(corpus, ["train"], vocab).subset([0])
     with pytest.raises(UsageError, match="too few for batch size"):
         lm_loader(tiny, tiny.n_tokens + 5, 10, True, torch.device("cpu"))
+
+
+def test_sample_is_a_seeded_token_budget_of_whole_documents(corpus):
+    vocab = build_vocab(corpus, ["train"], 60000, 2)
+    train = TokenStream.from_parts(corpus, ["train"], vocab)
+    budget = train.n_tokens // 3
+    a, b, c = train.sample(budget, seed=1), train.sample(budget, seed=1), train.sample(budget, seed=2)
+    assert budget <= a.n_tokens < budget + a.lengths.max()  # whole documents, just past the budget
+    np.testing.assert_array_equal(a.starts, b.starts)      # same seed, same documents
+    assert not np.array_equal(a.starts, c.starts)
+    assert set(a.starts.tolist()) <= set(train.starts.tolist())
+    assert train.sample(10 * train.n_tokens, seed=1).n_tokens == train.n_tokens  # more than there is: all

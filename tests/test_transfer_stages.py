@@ -200,3 +200,13 @@ def test_lm_on_labelled_texts_only(tmp_path, chain, mini_imdb):
     assert ft.metrics["train_tokens"] == int(corpus.part("train").lengths[keep].sum())
     with pytest.raises(Exception, match="lm_parts=\\[train\\]"):
         _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=bad", "stage.lm_only_labelled=true")
+
+
+def test_lm_token_budget(tmp_path, chain, mini_imdb):
+    root, _, ft, _ = chain
+    small = _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=ft-budget",
+                 "stage.lm_tokens=5000")
+    assert 5000 <= small.metrics["train_tokens"] < min(10000, ft.metrics["train_tokens"])
+    assert small.lineage["data"]["lm_tokens"] == 5000 and small.vocab == ft.vocab  # vocab from every text
+    with pytest.raises(Exception, match="stage.lm_tokens"):
+        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=bad", "stage.lm_tokens=-1")

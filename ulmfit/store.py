@@ -35,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
 from ulmfit import PACKAGE_DIR, __version__
+from ulmfit.allocator import active_allocator
 from ulmfit.distributed import launched_processes
 from ulmfit.errors import UsageError
 
@@ -65,6 +66,7 @@ def environment_info() -> dict[str, Any]:
         "torch": torch.__version__, "fastai": fastai.__version__, "platform": platform.platform(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "processes": launched_processes(),  # > 1: data-parallel training (accelerate launch)
+        "malloc": active_allocator(),  # glibc's fragments on long CPU runs (ulmfit.allocator)
     }
 
 

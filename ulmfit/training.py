@@ -22,6 +22,7 @@ from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit import tracking
+from ulmfit.allocator import advise as advise_allocator
 from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveEachEpoch, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
 from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, local_device
@@ -208,6 +209,7 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
     interruption) and one record per phase (trainable groups, LR, epochs, per-epoch history).
     ``on_phase(learn, record)`` is called after each phase (tests, loggers).
     """
+    advise_allocator(learn.dls.device.type)
     if learn.opt is None:
         learn.create_opt()
     plan = plan(len(learn.opt.param_groups), train_cfg)

@@ -48,6 +48,13 @@ class TokenStream:
         idx = np.asarray(idx, dtype=np.int64)
         return TokenStream(self.sources, self.source[idx], self.starts[idx], self.lengths[idx], self.lookup)
 
+    def sample(self, n_tokens: int, seed: int) -> "TokenStream":
+        """A seeded random subset of whole documents holding at least ``n_tokens`` tokens (all of them when the
+        stream has fewer): a token budget, e.g. for LM fine-tuning on part of a large corpus."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        k = int(np.searchsorted(np.cumsum(self.lengths[order]), n_tokens)) + 1
+        return self.subset(np.sort(order[:k]))
+
     def doc(self, i: int) -> np.ndarray:
         src = self.sources[self.source[i]]
         return self.lookup[src[self.starts[i]:self.starts[i] + self.lengths[i]]]

@@ -46,6 +46,12 @@ def run(cfg: DictConfig) -> Entry:
     else:
         vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
         train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.seed)
+    budget = cfg.stage.get("lm_tokens")
+    if budget is not None:  # a token budget: a seeded subset of whole training documents
+        if not isinstance(budget, int) or budget <= 0:
+            raise UsageError(f"stage.lm_tokens={budget!r}: give a positive number of tokens (e.g. 8000000), "
+                             f"or null for every training document.")
+        train = train.sample(budget, cfg.seed)
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                          eval_bs=cfg.train.eval_bs)
 
@@ -77,6 +83,6 @@ def run(cfg: DictConfig) -> Entry:
                "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                "history": history}
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                                       "parts": parts}}
+                                                       "parts": parts, "lm_tokens": budget}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

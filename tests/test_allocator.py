@@ -1,0 +1,55 @@
+"""The allocator helpers: what a process runs on, how a child gets jemalloc/tcmalloc, the CPU warning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from ulmfit import allocator
+
+PROBE = "from ulmfit.allocator import active_allocator; print(active_allocator())"
+
+
+def child_allocator(env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_a_plain_process_runs_on_glibc():
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    assert child_allocator(env) == "glibc"
+
+
+@pytest.mark.skipif(allocator.find_replacement() is None, reason="no jemalloc/tcmalloc installed here")
+def test_preload_env_gives_a_child_the_replacement():
+    env = allocator.preload_env({k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    assert child_allocator(env) in ("jemalloc", "tcmalloc")
+
+
+def test_preload_env_uses_ULMFIT_MALLOC_and_keeps_other_preloads(tmp_path, monkeypatch):
+    lib = tmp_path / "libjemalloc.so.2"
+    lib.write_bytes(b"")
+    monkeypatch.setenv("ULMFIT_MALLOC", str(lib))
+    assert allocator.preload_env({"LD_PRELOAD": "/x/libother.so"})["LD_PRELOAD"] == f"{lib}:/x/libother.so"
+    # one already preloaded is left alone; a missing library preloads nothing
+    assert allocator.preload_env({"LD_PRELOAD": "/y/libtcmalloc.so.4"})["LD_PRELOAD"] == "/y/libtcmalloc.so.4"
+    monkeypatch.setenv("ULMFIT_MALLOC", str(tmp_path / "missing.so"))
+    assert "LD_PRELOAD" not in allocator.preload_env({})
+
+
+def test_cpu_training_under_glibc_warns_with_the_fix(monkeypatch, caplog):
+    monkeypatch.setattr(allocator, "active_allocator", lambda: "glibc")
+    with caplog.at_level(logging.WARNING, logger="ulmfit.allocator"):
+        allocator.advise("cuda")
+        assert not caplog.records
+        allocator.advise("cpu")
+    assert len(caplog.records) == 1 and "LD_PRELOAD=" in caplog.text and "glibc malloc" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(allocator, "active_allocator", lambda: "jemalloc")
+    allocator.advise("cpu")
+    assert not caplog.records
