@@ -44,12 +44,16 @@ def test_preload_env_uses_ULMFIT_MALLOC_and_keeps_other_preloads(tmp_path, monke
 
 def test_cpu_training_under_glibc_warns_with_the_fix(monkeypatch, caplog):
     monkeypatch.setattr(allocator, "active_allocator", lambda: "glibc")
+    monkeypatch.setattr(allocator, "_advised", False)
     with caplog.at_level(logging.WARNING, logger="ulmfit.allocator"):
         allocator.advise("cuda")
         assert not caplog.records
         allocator.advise("cpu")
+        allocator.advise("cpu")  # once per process (a stage fits several phases)
     assert len(caplog.records) == 1 and "LD_PRELOAD=" in caplog.text and "glibc malloc" in caplog.text
     caplog.clear()
+    monkeypatch.setattr(allocator, "_advised", False)
     monkeypatch.setattr(allocator, "active_allocator", lambda: "jemalloc")
-    allocator.advise("cpu")
+    with caplog.at_level(logging.WARNING, logger="ulmfit.allocator"):
+        allocator.advise("cpu")
     assert not caplog.records

@@ -57,10 +57,15 @@ def preload_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_advised = False
+
+
 def advise(device_type: str) -> None:
-    """Warn once, for CPU training under glibc malloc, how to run with a replacement instead."""
-    if device_type != "cpu" or active_allocator() != "glibc":
+    """Warn once per process, for CPU training under glibc malloc, how to run with a replacement instead."""
+    global _advised
+    if _advised or device_type != "cpu" or active_allocator() != "glibc":
         return
+    _advised = True
     lib = find_replacement()
     how = (f"LD_PRELOAD={lib} python -m ulmfit ..." if lib else
            "install jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and run with "
