@@ -86,7 +86,7 @@ def measure(allocator: str, root: Path, work: Path, bs: int, bptt: int) -> dict[
             "recorded_malloc": lineage["environment"].get("malloc"),
             "rss_start_mb": first, "rss_end_mb": last, "rss_peak_mb": max(mb for _, mb in samples),
             "growth_mb_per_min": (last - first) / max(t1 - t0, 1e-9) * 60,
-            "train_seconds": train_s, "train_tokens": m["train_tokens"], "steps": m["train_tokens"] // (bs * bptt),
+            "train_seconds": train_s, "train_tokens": m["train_tokens"], "steps": -(-m["train_tokens"] // (bs * bptt)),
             "tokens_per_second": m["tokens_per_second"], "valid_loss": m["valid_loss"],
             "rss_curve": [(round(t, 1), round(mb)) for t, mb in samples[::5]]}
 
@@ -121,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allocators", default="glibc,jemalloc", help="comma-separated: glibc, jemalloc, tcmalloc")
     ap.add_argument("--out", type=Path, default=REPO / "bench")
     a = ap.parse_args(argv)
+    names = [n.strip() for n in a.allocators.split(",") if n.strip()]
+    if bad := sorted(set(names) - {"glibc", "jemalloc", "tcmalloc"}):
+        ap.error(f"unknown allocator(s) {bad}; choose among glibc, jemalloc, tcmalloc")
+    for name in names:
+        library(name)  # a missing library stops here, before any training
+    if not (a.data / "wikitext-2").is_dir():
+        ap.error(f"{a.data / 'wikitext-2'} does not exist; pass --data <folder with wikitext-2/>")
     bs, bptt = 64, 70
     from ulmfit.report import hardware
     started, t0 = dt.datetime.now(), time.perf_counter()
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     lines_per_step = bs * bptt / 65  # WikiText-2 averages ~65 fastai tokens per line
     root = wikitext_slice(a.data / "wikitext-2", work / "data",
                           {"train": int(a.steps * lines_per_step) + 1, "valid": 300, "test": 20})
-    sides = [measure(name.strip(), root, work, bs, bptt) for name in a.allocators.split(",") if name.strip()]
+    sides = [measure(name, root, work, bs, bptt) for name in names]
     r = {"date": f"{started:%Y-%m-%d %H:%M}", "minutes": (time.perf_counter() - t0) / 60, "hardware": hardware(),
          "steps": a.steps, "bs": bs, "bptt": bptt, "sides": sides}
     a.out.mkdir(parents=True, exist_ok=True)

@@ -38,3 +38,19 @@ def test_bench_rejects_a_missing_data_folder(tmp_path):
                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert not (tmp_path / "results.md").exists()
+
+
+def test_allocator_bench_smoke(tmp_path):
+    """bench.allocator on the embedded sample, glibc only (CI has no jemalloc): a table with a measured row."""
+    proc = subprocess.run([sys.executable, "-m", "bench.allocator", "--steps", "3", "--allocators", "glibc",
+                           "--data", str(REPO / "ulmfit" / "sample_data"), "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    r = json.loads((tmp_path / "allocator.json").read_text())
+    (side,) = r["sides"]
+    assert side["allocator"] == side["recorded_malloc"] == "glibc"
+    assert side["rss_peak_mb"] > 100 and side["tokens_per_second"] > 0 and side["steps"] >= 1
+    assert "| glibc | glibc |" in (tmp_path / "allocator.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "bench.allocator", "--allocators", "glibc,hoard"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown allocator(s) ['hoard']" in bad.stderr
