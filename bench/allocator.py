@@ -5,7 +5,7 @@
 
 Each side is the same ``python -m ulmfit stage=pretrain`` (``model=awd_lstm_cpu``, bf16 autocast, bs 64, bptt 70,
 seed 0) on the same WikiText-2 slice, in a fresh process whose ``LD_PRELOAD`` names the allocator (none for
-glibc). This process samples the child's ``VmRSS`` every second. Reported: RSS a quarter of the way into
+glibc). This process samples the child's ``VmRSS`` every 0.2 s. Reported: RSS a quarter of the way into
 training (past the first batches' warm-up), at the end of training, the growth per minute between them, the
 peak, and the stage's own tokens/s and validation loss. Writes ``bench/allocator.md`` and ``.json``.
 """
@@ -27,6 +27,7 @@ from bench.common import DEFAULT_DATA, REPO, wikitext_slice
 from ulmfit.allocator import LIB_DIRS, REPLACEMENTS
 
 TRAINING_STARTS = "train / "  # pretrain's log line "pretrain: N train / M valid tokens ..." comes right before fit
+SAMPLE_EVERY_S = 0.2  # reading /proc is cheap; short (smoke) runs still get a curve
 
 
 def rss_mb(pid: int) -> float | None:
@@ -68,14 +69,17 @@ def measure(allocator: str, root: Path, work: Path, bs: int, bptt: int) -> dict[
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
         started = None
         while proc.poll() is None:
-            time.sleep(1.0)
+            time.sleep(SAMPLE_EVERY_S)
             if started is None and TRAINING_STARTS in log.read_text():
                 started = time.perf_counter()
             mb = rss_mb(proc.pid)
             if started is not None and mb is not None:
                 samples.append((time.perf_counter() - started, mb))
-    if proc.returncode != 0 or len(samples) < 3:
-        sys.exit(f"{allocator}: the run failed ({proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
+    if proc.returncode != 0:
+        sys.exit(f"{allocator}: the run failed (exit {proc.returncode}); see {log}:\n{log.read_text()[-2000:]}")
+    if len(samples) < 3:
+        sys.exit(f"{allocator}: training ended after {len(samples)} RSS samples ({SAMPLE_EVERY_S} s apart), too few "
+                 f"to measure growth; raise --steps")
     m = json.loads((home / "store" / "pretrain" / "bench" / "metrics.json").read_text())
     train_s = m["train_seconds"]
     # Growth between a quarter of the way in (past the first batches' warm-up) and the end of training.
@@ -103,7 +107,7 @@ def report(r: dict[str, Any]) -> list[str]:
         "",
         f"`python -m ulmfit stage=pretrain model=awd_lstm_cpu train.precision=bf16 train.epochs=1` (bs {r['bs']}, "
         f"bptt {r['bptt']}, seed 0) on the same WikiText-2 slice ({r['sides'][0]['train_tokens']:,} training tokens, "
-        f"{r['sides'][0]['steps']} steps), each in a fresh process; RSS sampled every second from outside. "
+        f"{r['sides'][0]['steps']} steps), each in a fresh process; RSS sampled every 0.2 s from outside. "
         "'recorded' = the `malloc` the entry's `lineage.json` records.",
         "",
         "| allocator | recorded | RSS at ¼ of training | RSS at end | growth | peak | tokens/s | valid loss | "

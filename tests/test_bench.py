@@ -42,7 +42,7 @@ def test_bench_rejects_a_missing_data_folder(tmp_path):
 
 def test_allocator_bench_smoke(tmp_path):
     """bench.allocator on the embedded sample, glibc only (CI has no jemalloc): a table with a measured row."""
-    proc = subprocess.run([sys.executable, "-m", "bench.allocator", "--steps", "3", "--allocators", "glibc",
+    proc = subprocess.run([sys.executable, "-m", "bench.allocator", "--steps", "10", "--allocators", "glibc",
                            "--data", str(REPO / "ulmfit" / "sample_data"), "--out", str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
