@@ -9,7 +9,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from ulmfit.baselines import NBSVM
 from ulmfit.config import CONF_DIR
-from ulmfit.data import classification_split, load_corpus
+from ulmfit.data import classification_split, load_corpus, subsample_test
 from ulmfit.stages import get_stage
 from tests.conftest import imdb_csv
 
@@ -36,6 +36,24 @@ def test_baselines_and_classify_share_the_split(tmp_path, mini_imdb):
     b = classification_split(corpus, 0.1, 42, 50)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert len(a[0]) == 50 and not set(a[0]) & set(a[1])
+
+
+def test_n_valid_and_n_test_shrink_evaluation_not_training(tmp_path, mini_imdb):
+    """data.n_valid scores a subset of the hold-out with the training pool unchanged; data.n_test one fixed
+    subset of the test texts, the same for every seed and method."""
+    cfg = _cfg("tfidf", tmp_path, *imdb_csv(mini_imdb))
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    keep, held = classification_split(corpus, 0.25, 42, 30)
+    keep_v, held_v = classification_split(corpus, 0.25, 42, 30, n_valid=10)
+    assert np.array_equal(keep, keep_v) and len(held) == 40 and len(held_v) == 10 and set(held_v) <= set(held)
+    assert np.array_equal(subsample_test(60, 25), subsample_test(60, 25)) and len(set(subsample_test(60, 25))) == 25
+    assert np.array_equal(subsample_test(60, None), np.arange(60)) and np.array_equal(subsample_test(60, 100), np.arange(60))
+    m = {seed: get_stage("tfidf")(_cfg("tfidf", tmp_path, *imdb_csv(mini_imdb), "data.n_valid=10", "data.n_test=25",
+                                       f"seed={seed}", f"run_name=s{seed}")).metrics for seed in (1, 2)}
+    assert all(x["n_valid"] == 10 and x["n_test"] == 25 for x in m.values())
+    assert all(sum(map(sum, x["test_confusion_matrix"]["matrix"])) == 25 for x in m.values())
+    with pytest.raises(Exception, match="data.n_test=-1 is negative"):
+        get_stage("tfidf")(_cfg("tfidf", tmp_path, *imdb_csv(mini_imdb), "data.n_test=-1", "run_name=neg"))
 
 
 def test_nbsvm_separates_a_multiclass_toy_problem():

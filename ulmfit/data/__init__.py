@@ -13,7 +13,7 @@ from ulmfit.errors import UsageError
 from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, holdout_split, \
     load_or_tokenize, numericalize
 
-__all__ = ["classification_split", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
+__all__ = ["classification_split", "split_of", "subsample_test", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
            "labelled_classes", "labelled_lm_splits", "numericalize", "make_reader"]
 
 
@@ -41,18 +41,20 @@ def labelled_lm_splits(corpus: TokenizedCorpus, data_cfg: Mapping[str, Any], see
                        ) -> tuple[TokenStream, TokenStream, list[str]]:
     """LM train/valid documents and vocabulary from the labelled texts ``classify`` trains on (the same seeded
     ``data.n_train`` subset and hold-out), for "supervised" ULMFiT runs whose LM sees nothing else."""
-    keep, held = classification_split(corpus, data_cfg["valid_frac"], seed, data_cfg.get("n_train"))
+    keep, held = split_of(corpus, data_cfg, seed)
     vocab = build_vocab(corpus, ["train"], data_cfg["max_vocab"], data_cfg["min_freq"], docs=keep)
     stream = TokenStream.from_parts(corpus, ["train"], vocab)
     return stream.subset(keep), stream.subset(held), vocab
 
 
-def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int,
-                         n_train: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int, n_train: int | None = None,
+                         n_valid: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) indices into the labelled ``train`` part, shared by ``classify`` and the baselines.
 
     ``valid_frac`` of the documents are held out (seeded); ``n_train`` keeps a seeded subset of the rest
-    (sample-efficiency runs), so every method sees exactly the same labelled texts.
+    (sample-efficiency runs), so every method sees exactly the same labelled texts. ``n_valid`` validates on a
+    seeded subset of the held-out documents (cheaper epochs on small labelled sets); the training pool does not
+    change with it.
     """
     keep, held = holdout_split(len(corpus.part("train")), valid_frac, seed)
     if n_train:
@@ -60,7 +62,28 @@ def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int,
             raise UsageError(f"data.n_train={n_train} but only {len(keep)} labelled training texts remain after "
                              f"the validation hold-out; lower data.n_train.")
         keep = np.sort(np.random.default_rng(seed).permutation(keep)[:n_train])
+    if n_valid:
+        held = np.sort(np.random.default_rng(seed + 1).permutation(held)[:n_valid])
     return keep, held
+
+
+def split_of(corpus: TokenizedCorpus, data_cfg: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``classification_split`` with the data config's ``valid_frac``, ``n_train`` and ``n_valid``."""
+    for key in ("n_train", "n_valid", "n_test"):
+        if (data_cfg.get(key) or 0) < 0:
+            raise UsageError(f"data.{key}={data_cfg.get(key)} is negative; use a count of texts, or null for all.")
+    return classification_split(corpus, data_cfg["valid_frac"], seed, data_cfg.get("n_train"), data_cfg.get("n_valid"))
+
+
+TEST_SUBSET_SEED = 0  # one fixed draw: every method and seed is scored on the same test documents
+
+
+def subsample_test(n_docs: int, n_test: int | None) -> np.ndarray:
+    """Indices of the test documents to score: all of them, or a fixed seeded subset of ``n_test``
+    (``data.n_test``, for cheaper evaluation in many-run experiments)."""
+    if not n_test or n_test >= n_docs:
+        return np.arange(n_docs)
+    return np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(n_docs)[:n_test])
 
 
 def labelled_classes(corpus: TokenizedCorpus) -> list[str]:

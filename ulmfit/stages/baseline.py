@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ulmfit import tracking
 from ulmfit.baselines import make_baseline
-from ulmfit.data import classification_split, labelled_classes, load_corpus
+from ulmfit.data import labelled_classes, load_corpus, split_of, subsample_test
 from ulmfit.data.tokens import Docs, TokenizedCorpus
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics
@@ -34,7 +34,7 @@ def run_baseline(cfg: DictConfig, stage: str) -> Entry:
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     classes = labelled_classes(corpus)
     train_all = corpus.part("train")
-    keep, held = classification_split(corpus, cfg.data.valid_frac, cfg.seed, cfg.data.get("n_train"))
+    keep, held = split_of(corpus, cfg.data, cfg.seed)
     texts = joined_tokens(corpus, train_all)
     y = np.array([classes.index(c) for c in train_all.labels])
     pipe = make_baseline(stage, OmegaConf.to_container(cfg.stage.params), cfg.seed)
@@ -48,12 +48,14 @@ def run_baseline(cfg: DictConfig, stage: str) -> Entry:
     metrics: dict[str, Any] = {"valid_accuracy": evaluate([texts[i] for i in held], y[held])["accuracy"]}
     if "test" in corpus.parts:
         test = corpus.part("test")
+        test = test.subset(subsample_test(len(test), cfg.data.get("n_test")))
         unseen = sorted(set(test.labels) - set(classes))
         if unseen:
             raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
         report = evaluate(joined_tokens(corpus, test), np.array([classes.index(c) for c in test.labels]))
         metrics.update({"test_" + k: v for k, v in report.items()})
     metrics.update({"train_seconds": round(seconds, 2), "n_train": int(len(keep)), "n_valid": int(len(held)),
+                    "n_test": len(test) if "test" in corpus.parts else 0,
                     "n_features": int(len(pipe[0].vocabulary_)), "classes": classes})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                         "parts": ["train"], "n_train": int(len(keep))}}

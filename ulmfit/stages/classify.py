@@ -11,7 +11,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from ulmfit.data import build_vocab, classification_split, labelled_classes, load_corpus, numericalize
+from ulmfit.data import build_vocab, labelled_classes, load_corpus, numericalize, split_of, subsample_test
 from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> Entry:
     classes = labelled_classes(corpus)
     vocab = parent.vocab if parent else build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     docs = numericalize(corpus, "train", vocab)
-    keep, held = classification_split(corpus, cfg.data.valid_frac, cfg.seed, cfg.data.get("n_train"))
+    keep, held = split_of(corpus, cfg.data, cfg.seed)
     train, valid = docs.subset(keep), docs.subset(held)
     dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards)
 
@@ -62,6 +62,7 @@ def run(cfg: DictConfig) -> Entry:
     metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
     if "test" in corpus.parts:
         test = numericalize(corpus, "test", vocab)
+        test = test.subset(subsample_test(len(test), cfg.data.get("n_test")))
         unseen = sorted(set(test.labels) - set(classes))
         if unseen:
             raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
@@ -69,6 +70,7 @@ def run(cfg: DictConfig) -> Entry:
         report = classification_metrics(probs, [classes.index(c) for c in test.labels], classes)
         metrics.update({"test_" + k: v for k, v in report.items()})
     metrics.update({"train_seconds": round(seconds, 1), "n_train": len(train), "n_valid": len(valid),
+                    "n_test": len(test) if "test" in corpus.parts else 0,
                     "classes": classes, "phases": phases})
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": ["train"], "n_train": len(train)}}
