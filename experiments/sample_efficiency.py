@@ -12,7 +12,7 @@ for every method; "all" = all 22,500. The classifier recipe is imdb_cpu.py's wit
 (``final_epochs``: 10 up to 500 labels, 5 for 1,000, 1 above; batch size ``clas_bs``: 16 up to 500, 32 up to
 5,000, else 64) and the supervised LM is fine-tuned for
 ``lm_epochs`` (10 up to 1,000 labels, 3 for 5,000, 1 for all) so that small sets still see a few hundred steps.
-The neural runs validate on a seeded 500 of the 2,500 held-out reviews (``data.n_valid=500``: a 100-label run
+The neural runs validate on a seeded 500 of the 2,500 held-out reviews (imdb_cpu's ``VALIDATION``: a 100-label run
 has up to 14 epochs, and a full validation pass costs more than its training; the training pool and the full
 25,000-review test set are unchanged, so the TF-IDF rows, which need no validation, stay comparable).
 Resumable: runs whose store entry exists are not repeated; each finished run appends its CSV row at once.
@@ -25,9 +25,8 @@ import csv
 from pathlib import Path
 
 from common import RESULTS, append_result, entry_metrics, hardware, has_entry, stamp, ulmfit
-from imdb_cpu import CLASSIFY, FINETUNE, PRECISION
+from imdb_cpu import CLASSIFY, FINETUNE, PRECISION, VALIDATION
 
-VALIDATION = ["data.n_valid=500"]  # neural runs only (see the docstring)
 METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
 ALL = 0  # n_train=0 on the command line: every labelled training review
 
