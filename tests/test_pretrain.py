@@ -42,6 +42,7 @@ def test_entry_is_complete(tiny_entry):
     lineage = json.loads((entry.path / "lineage.json").read_text())
     assert lineage["parent"] is None and len(lineage["data"]["fingerprint"]) == 24
     assert {"ulmfit", "torch", "fastai", "git_commit", "malloc"} <= set(lineage["environment"])
+    assert lineage["environment"]["peak_rss_mb"] > 50  # a training process holds torch + data
     assert entry.model_info["vocab_size"] == len(entry.vocab)
     assert entry.config().train.epochs == 3
     assert Store(root / "store").find("pretrain").name == "tiny"

@@ -90,6 +90,16 @@ def _tiny_classifier_learner(feature_extraction: bool = False, gradual: bool = T
     return clas_learner(dls, build_classifier(info), cfg.train), cfg.train
 
 
+def test_unfreeze_phases_caps_the_partial_phases():
+    from ulmfit.training import unfreezing_plan
+    cfg = {"epochs": 2, "phase_epochs": 1, "gradual_unfreezing": True}
+    assert unfreezing_plan(5, cfg) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)]  # the paper: one group per epoch
+    assert unfreezing_plan(5, {**cfg, "unfreeze_phases": 3}) == [(1, 1), (2, 1), (3, 1), (5, 2)]  # fastai's IMDB
+    assert unfreezing_plan(5, {**cfg, "unfreeze_phases": 9}) == unfreezing_plan(5, cfg)
+    with pytest.raises(Exception, match="unfreeze_phases"):
+        unfreezing_plan(5, {**cfg, "unfreeze_phases": -1})
+
+
 def test_gradual_unfreezing_sets_requires_grad_per_phase():
     learn, train_cfg = _tiny_classifier_learner()
     seen = []

@@ -67,7 +67,18 @@ def environment_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "processes": launched_processes(),  # > 1: data-parallel training (accelerate launch)
         "malloc": active_allocator(),  # glibc's fragments on long CPU runs (ulmfit.allocator)
+        "peak_rss_mb": peak_rss_mb(),  # of this process until the entry was written
     }
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (None where the platform does not report it)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024) if platform.system() == "Darwin" else kb / 1024, 1)  # macOS reports bytes
 
 
 @dataclass(frozen=True)

@@ -177,12 +177,19 @@ def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[i
     """(number of trainable top groups, epochs) per phase.
 
     Gradual unfreezing (§3.3): the head alone for ``phase_epochs``, then one more layer group per phase,
-    then every group for ``epochs``. Feature extraction: the head alone throughout. Otherwise: all at once.
+    then every group for ``epochs``. ``unfreeze_phases`` caps the partial phases (3: fastai's IMDB recipe -- head,
+    +1 group, +2 groups, then all), saving the costly nearly-all-unfrozen epochs of a deep split.
+    Feature extraction: the head alone throughout. Otherwise: all at once.
     """
     if train_cfg.get("feature_extraction", False):
         return [(1, train_cfg["epochs"])]
     if train_cfg.get("gradual_unfreezing", True):
-        return [(k, train_cfg.get("phase_epochs", 1)) for k in range(1, n_groups)] + [(n_groups, train_cfg["epochs"])]
+        n_partial = train_cfg.get("unfreeze_phases") or n_groups - 1
+        if n_partial < 1:
+            raise UsageError(f"train.unfreeze_phases={n_partial}; use a number of phases >= 1, or null for one per "
+                             f"layer group.")
+        n_partial = min(n_partial, n_groups - 1)
+        return [(k, train_cfg.get("phase_epochs", 1)) for k in range(1, n_partial + 1)] + [(n_groups, train_cfg["epochs"])]
     return [(n_groups, train_cfg["epochs"])]
 
 
