@@ -46,8 +46,10 @@ def test_n_valid_and_n_test_shrink_evaluation_not_training(tmp_path, mini_imdb):
     keep, held = classification_split(corpus, 0.25, 42, 30)
     keep_v, held_v = classification_split(corpus, 0.25, 42, 30, n_valid=10)
     assert np.array_equal(keep, keep_v) and len(held) == 40 and len(held_v) == 10 and set(held_v) <= set(held)
-    assert np.array_equal(subsample_test(60, 25), subsample_test(60, 25)) and len(set(subsample_test(60, 25))) == 25
-    assert np.array_equal(subsample_test(60, None), np.arange(60)) and np.array_equal(subsample_test(60, 100), np.arange(60))
+    test = corpus.part("test")
+    a, b = subsample_test(test, 25), subsample_test(test, 25)
+    assert np.array_equal(a.ids, b.ids) and len(a) == 25 and len({tuple(a.doc(i)) for i in range(25)}) == 25
+    assert subsample_test(test, None) is test and subsample_test(test, 100) is test
     m = {seed: get_stage("tfidf")(_cfg("tfidf", tmp_path, *imdb_csv(mini_imdb), "data.n_valid=10", "data.n_test=25",
                                        f"seed={seed}", f"run_name=s{seed}")).metrics for seed in (1, 2)}
     assert all(x["n_valid"] == 10 and x["n_test"] == 25 for x in m.values())

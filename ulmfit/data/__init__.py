@@ -78,12 +78,12 @@ def split_of(corpus: TokenizedCorpus, data_cfg: Mapping[str, Any], seed: int) ->
 TEST_SUBSET_SEED = 0  # one fixed draw: every method and seed is scored on the same test documents
 
 
-def subsample_test(n_docs: int, n_test: int | None) -> np.ndarray:
-    """Indices of the test documents to score: all of them, or a fixed seeded subset of ``n_test``
+def subsample_test(docs: Docs, n_test: int | None) -> Docs:
+    """The test documents to score: ``docs`` itself, or a fixed seeded subset of ``n_test`` of them
     (``data.n_test``, for cheaper evaluation in many-run experiments)."""
-    if not n_test or n_test >= n_docs:
-        return np.arange(n_docs)
-    return np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(n_docs)[:n_test])
+    if not n_test or n_test >= len(docs):
+        return docs  # no copy of a full test set
+    return docs.subset(np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(len(docs))[:n_test]))
 
 
 def labelled_classes(corpus: TokenizedCorpus) -> list[str]:

@@ -48,7 +48,7 @@ def run_baseline(cfg: DictConfig, stage: str) -> Entry:
     metrics: dict[str, Any] = {"valid_accuracy": evaluate([texts[i] for i in held], y[held])["accuracy"]}
     if "test" in corpus.parts:
         test = corpus.part("test")
-        test = test.subset(subsample_test(len(test), cfg.data.get("n_test")))
+        test = subsample_test(test, cfg.data.get("n_test"))
         unseen = sorted(set(test.labels) - set(classes))
         if unseen:
             raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")

@@ -62,7 +62,7 @@ def run(cfg: DictConfig) -> Entry:
     metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
     if "test" in corpus.parts:
         test = numericalize(corpus, "test", vocab)
-        test = test.subset(subsample_test(len(test), cfg.data.get("n_test")))
+        test = subsample_test(test, cfg.data.get("n_test"))
         unseen = sorted(set(test.labels) - set(classes))
         if unseen:
             raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
