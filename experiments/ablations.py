@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import append_result, entry_metrics, hardware, has_entry, stamp, ulmfit
+from common import SHARED_DATA, append_result, entry_metrics, hardware, has_entry, stamp, ulmfit
 from trec_cpu import CLASSIFY, FINETUNE
 
 N_PHASES = 4  # gradual unfreezing phases of the AWD-LSTM classifier (5 layer groups) before `epochs` with all
@@ -41,7 +41,7 @@ VARIANTS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path("runs"))
-    ap.add_argument("--trec", default="../shared/data/trec")
+    ap.add_argument("--trec", default=str(SHARED_DATA / "trec"))
     ap.add_argument("--pretrain", required=True, help="WikiText-2 pretrain entry (experiments/wikitext2_cpu.py)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))

@@ -17,11 +17,12 @@ from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
 from ulmfit.report import hardware
 from ulmfit.store import Store
 
-__all__ = ["REPO", "RESULTS", "append_result", "entry_metrics", "experiment_parser", "has_entry", "hardware", "stamp",
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "entry_config", "entry_metrics", "experiment_parser", "has_entry", "hardware", "stamp",
            "ulmfit"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
+SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data next to the checkout, wherever the script runs from
 
 
 def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
@@ -50,8 +51,8 @@ def experiment_parser(doc: str, dataset: str, tag: str):
     import argparse
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
-    ap.add_argument(f"--{dataset}", default=f"../shared/data/{dataset}")
-    ap.add_argument("--wikitext", default="../shared/data/wikitext-2")
+    ap.add_argument(f"--{dataset}", default=str(SHARED_DATA / dataset))
+    ap.add_argument("--wikitext", default=str(SHARED_DATA / "wikitext-2"))
     ap.add_argument("--pretrain", help="existing pretrain entry name (default: pretrain now)")
     ap.add_argument("--tag", default=tag, help="prefix of the entries this run writes")
     ap.add_argument("--seed", type=int, default=42)
@@ -67,24 +68,37 @@ def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:
     return json.loads((home / "store" / stage / name / "metrics.json").read_text())
 
 
+def entry_config(home: Path, stage: str, name: str) -> dict[str, Any]:
+    """The resolved config a store entry was trained with."""
+    from omegaconf import OmegaConf
+    return OmegaConf.to_container(OmegaConf.load(home / "store" / stage / name / "config.yaml"))
+
+
 def stamp() -> str:
     return dt.datetime.now().strftime("%Y-%m-%d %H:%M")
 
 
-def append_result(name: str, row: dict[str, Any], title: str, description: str) -> str:
-    """Append ``row`` to results/<name>.csv and rewrite results/<name>.md as a table of every row so far."""
+def append_result(name: str, row: dict[str, Any], title: str, description: str, key: str | None = None) -> str:
+    """Add ``row`` to results/<name>.csv and rewrite results/<name>.md as a table of every row so far.
+
+    With ``key``, an earlier row with the same value in that column is replaced (a rerun refreshes its row
+    instead of repeating it). A row with new columns widens the table; older rows leave them empty.
+    """
     import csv
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.csv"
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-    with open(path) as fh:
-        rows = list(csv.DictReader(fh))
-    md = "\n".join([f"# {title}", "", description, "", "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]),
-                    *["| " + " | ".join(r.values()) + " |" for r in rows]]) + "\n"
+    rows = list(csv.DictReader(open(path))) if path.exists() else []
+    if key is not None:
+        rows = [r for r in rows if r.get(key) != str(row[key])]
+    rows.append({k: str(v) for k, v in row.items()})
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    md = "\n".join([f"# {title}", "", description, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                    *["| " + " | ".join(r.get(c, "") for c in columns) + " |" for r in rows]]) + "\n"
     (RESULTS / f"{name}.md").write_text(md)
     return md

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common import SHARED_DATA
+
 OUT = Path(__file__).resolve().parents[1] / "ulmfit" / "sample_data"
 HEADING = re.compile(r"^ = [^=].* = $")
 
@@ -33,7 +35,7 @@ def head_articles(src: Path, max_chars: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--shared", type=Path, default=SHARED_DATA)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 

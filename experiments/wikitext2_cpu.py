@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import append_result, entry_metrics, hardware, stamp, ulmfit
+from common import SHARED_DATA, append_result, entry_metrics, hardware, stamp, ulmfit
 
 
 def cache_timing(wikitext: Path) -> tuple[float, float]:
@@ -31,7 +31,7 @@ def cache_timing(wikitext: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path("runs"))
-    ap.add_argument("--wikitext", type=Path, default=Path("../shared/data/wikitext-2"))
+    ap.add_argument("--wikitext", type=Path, default=SHARED_DATA / "wikitext-2")
     ap.add_argument("--entry", help="an existing pretrain entry to report instead of training")
     args = ap.parse_args()
     home = args.home.resolve()

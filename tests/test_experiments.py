@@ -1,0 +1,39 @@
+"""The results tables the experiment scripts write (experiments/common.py)."""
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+import common  # noqa: E402
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    return tmp_path
+
+
+def read(path: Path) -> list[dict[str, str]]:
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_rerun_replaces_its_row_and_new_columns_widen_the_table(results):
+    common.append_result("t", {"tag": "a", "acc": 0.8}, "T", "d", key="tag")
+    common.append_result("t", {"tag": "b", "acc": 0.7}, "T", "d", key="tag")
+    md = common.append_result("t", {"tag": "a", "acc": 0.9, "lm_lr": 0.01}, "T", "d", key="tag")
+
+    rows = read(results / "t.csv")
+    assert [(r["tag"], r["acc"], r["lm_lr"]) for r in rows] == [("b", "0.7", ""), ("a", "0.9", "0.01")]
+    assert md == (results / "t.md").read_text()
+    assert "| tag | acc | lm_lr |" in md and "| b | 0.7 |  |" in md and "| a | 0.9 | 0.01 |" in md
+
+
+def test_without_a_key_rows_accumulate(results):
+    for acc in (0.1, 0.2):
+        common.append_result("u", {"tag": "a", "acc": acc}, "U", "d")
+    assert [r["acc"] for r in read(results / "u.csv")] == ["0.1", "0.2"]
+    assert not list(results.glob("*.tmp"))
