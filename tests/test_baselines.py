@@ -50,9 +50,11 @@ def test_n_valid_and_n_test_shrink_evaluation_not_training(tmp_path, mini_imdb):
     a, b = subsample_test(test, 25), subsample_test(test, 25)
     assert np.array_equal(a.ids, b.ids) and len(a) == 25 and len({tuple(a.doc(i)) for i in range(25)}) == 25
     assert subsample_test(test, None) is test and subsample_test(test, 100) is test
-    m = {seed: get_stage("tfidf")(_cfg("tfidf", tmp_path, *imdb_csv(mini_imdb), "data.n_valid=10", "data.n_test=25",
-                                       f"seed={seed}", f"run_name=s{seed}")).metrics for seed in (1, 2)}
+    entries = {seed: get_stage("tfidf")(_cfg("tfidf", tmp_path, *imdb_csv(mini_imdb), "data.n_valid=10",
+                                             "data.n_test=25", f"seed={seed}", f"run_name=s{seed}")) for seed in (1, 2)}
+    m = {seed: e.metrics for seed, e in entries.items()}
     assert all(x["n_valid"] == 10 and x["n_test"] == 25 for x in m.values())
+    assert all((e.lineage["data"]["n_valid"], e.lineage["data"]["n_test"]) == (10, 25) for e in entries.values())
     assert all(sum(map(sum, x["test_confusion_matrix"]["matrix"])) == 25 for x in m.values())
     with pytest.raises(Exception, match="data.n_test=-1 is negative"):
         get_stage("tfidf")(_cfg("tfidf", tmp_path, *imdb_csv(mini_imdb), "data.n_test=-1", "run_name=neg"))

@@ -214,6 +214,8 @@ def test_lm_on_labelled_texts_only(tmp_path, chain, mini_imdb):
                 "train.epochs=1", "train.bs=16")
     m = clas.metrics
     assert (m["n_train"], m["n_valid"], m["n_test"]) == (20, 10, 30)
+    assert {k: clas.lineage["data"][k] for k in ("n_train", "n_valid", "n_test")} == {"n_train": 20, "n_valid": 10,
+                                                                                     "n_test": 30}
     assert sum(map(sum, m["test_confusion_matrix"]["matrix"])) == 30
     with pytest.raises(Exception, match="lm_parts=\\[train\\]"):
         _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=bad", "stage.lm_only_labelled=true")

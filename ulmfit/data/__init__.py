@@ -13,7 +13,7 @@ from ulmfit.errors import UsageError
 from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, holdout_split, \
     load_or_tokenize, numericalize
 
-__all__ = ["classification_split", "split_of", "subsample_test", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
+__all__ = ["classification_split", "scored_test", "split_of", "subsample_test", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
            "labelled_classes", "labelled_lm_splits", "numericalize", "make_reader"]
 
 
@@ -84,6 +84,16 @@ def subsample_test(docs: Docs, n_test: int | None) -> Docs:
     if not n_test or n_test >= len(docs):
         return docs  # no copy of a full test set
     return docs.subset(np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(len(docs))[:n_test]))
+
+
+def scored_test(docs: Docs, data_cfg: Mapping[str, Any], classes: list[str]) -> Docs:
+    """The test documents a classifier is scored on (``subsample_test`` with ``data.n_test``); fails when a test
+    label never occurs in training, since no model could predict it."""
+    docs = subsample_test(docs, data_cfg.get("n_test"))
+    unseen = sorted(set(docs.labels) - set(classes))
+    if unseen:
+        raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
+    return docs
 
 
 def labelled_classes(corpus: TokenizedCorpus) -> list[str]:

@@ -15,9 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ulmfit import tracking
 from ulmfit.baselines import make_baseline
-from ulmfit.data import labelled_classes, load_corpus, split_of, subsample_test
+from ulmfit.data import labelled_classes, load_corpus, scored_test, split_of
 from ulmfit.data.tokens import Docs, TokenizedCorpus
-from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics
 from ulmfit.report import print_table
 from ulmfit.stages.common import open_store
@@ -47,18 +46,15 @@ def run_baseline(cfg: DictConfig, stage: str) -> Entry:
 
     metrics: dict[str, Any] = {"valid_accuracy": evaluate([texts[i] for i in held], y[held])["accuracy"]}
     if "test" in corpus.parts:
-        test = corpus.part("test")
-        test = subsample_test(test, cfg.data.get("n_test"))
-        unseen = sorted(set(test.labels) - set(classes))
-        if unseen:
-            raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
+        test = scored_test(corpus.part("test"), cfg.data, classes)
         report = evaluate(joined_tokens(corpus, test), np.array([classes.index(c) for c in test.labels]))
         metrics.update({"test_" + k: v for k, v in report.items()})
     metrics.update({"train_seconds": round(seconds, 2), "n_train": int(len(keep)), "n_valid": int(len(held)),
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "n_features": int(len(pipe[0].vocabulary_)), "classes": classes})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                        "parts": ["train"], "n_train": int(len(keep))}}
+                                        "parts": ["train"], "n_train": int(len(keep)), "n_valid": int(len(held)),
+                                        "n_test": metrics["n_test"]}}
     with store.create(stage, name, lineage) as w:
         w.save_json("metrics.json", metrics)
         w.save_config(cfg)

@@ -11,7 +11,7 @@ import logging
 
 from omegaconf import DictConfig
 
-from ulmfit.data import build_vocab, labelled_classes, load_corpus, numericalize, split_of, subsample_test
+from ulmfit.data import build_vocab, labelled_classes, load_corpus, numericalize, scored_test, split_of
 from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
@@ -61,11 +61,7 @@ def run(cfg: DictConfig) -> Entry:
     last = phases[-1]["history"][-1]
     metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
     if "test" in corpus.parts:
-        test = numericalize(corpus, "test", vocab)
-        test = subsample_test(test, cfg.data.get("n_test"))
-        unseen = sorted(set(test.labels) - set(classes))
-        if unseen:
-            raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
+        test = scored_test(numericalize(corpus, "test", vocab), cfg.data, classes)
         probs = predict_probs(learn, test, cfg.train.bs, cfg.train.bptt, cfg.backwards)
         report = classification_metrics(probs, [classes.index(c) for c in test.labels], classes)
         metrics.update({"test_" + k: v for k, v in report.items()})
@@ -73,6 +69,7 @@ def run(cfg: DictConfig) -> Entry:
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "classes": classes, "phases": phases})
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                                       "parts": ["train"], "n_train": len(train)}}
+                                                       "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
+                                                       "n_test": metrics["n_test"]}}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
