@@ -1,4 +1,4 @@
-"""IMDB with ULMFiT on a 2-core CPU inside one session (1.7 h of training measured): WikiText-2 pretraining ->
+"""IMDB with ULMFiT on a 2-core CPU in about 3 hours (2.8 h of training measured): WikiText-2 pretraining ->
 LM fine-tuning on IMDB train + unsup (50k + 25k reviews, labels never read) -> classifier with gradual
 unfreezing; beside TF-IDF, NB-SVM and the paper. Writes experiments/results/imdb_cpu.{md,csv}.
 
@@ -18,8 +18,9 @@ from pathlib import Path
 from common import RESULTS, append_result, entry_config, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
 
 PRECISION = ["train.precision=bf16"]  # AMX CPU: ~1.6-2x fp32 (bench/results.md)
-# experiment=wikitext2_cpu with 2 epochs instead of 3: ~13 min instead of ~20 on 2 cores, so that the whole
-# recipe fits one session; LM fine-tuning on IMDB matters more for IMDB than the last WikiText-2 epoch.
+# experiment=wikitext2_cpu with 2 epochs instead of 3 (the second epoch of imdb-cpu-pretrain took 19 min on the
+# 2-core AMD machine; the first, 41 min, shared the CPU with tests), so that the whole recipe fits about 3 hours;
+# LM fine-tuning on IMDB matters more for IMDB than the last WikiText-2 epoch.
 PRETRAIN = ["train.epochs=2"]
 # A 30k vocabulary (fastai's default is 60k): the decoder and softmax dominate a CPU step and scale with it.
 # LR 1e-2 rather than the paper's 4e-3: this small LM, pretrained on 2M WikiText-2 tokens only, has more to
