@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
 from ulmfit.report import hardware
 from ulmfit.store import Store
 
-__all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "entry_config", "entry_metrics", "experiment_parser", "has_entry", "hardware", "stamp",
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "entry_config", "entry_lineage", "entry_metrics", "entry_parent", "experiment_parser", "has_entry", "hardware", "stamp",
            "ulmfit"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,13 +64,22 @@ def has_entry(home: Path, stage: str, name: str) -> bool:
 
 
 def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:
-    return json.loads((home / "store" / stage / name / "metrics.json").read_text())
+    return Store(home / "store").get(stage, name).metrics
 
 
 def entry_config(home: Path, stage: str, name: str) -> dict[str, Any]:
     """The resolved config a store entry was trained with."""
     from omegaconf import OmegaConf
-    return OmegaConf.to_container(OmegaConf.load(home / "store" / stage / name / "config.yaml"))
+    return OmegaConf.to_container(Store(home / "store").get(stage, name).config())
+
+
+def entry_lineage(home: Path, stage: str, name: str) -> dict[str, Any]:
+    return Store(home / "store").get(stage, name).lineage
+
+
+def entry_parent(home: Path, stage: str, name: str) -> str:
+    """The name of the entry this one started from (its lineage), or "" for none."""
+    return (entry_lineage(home, stage, name).get("parent") or {}).get("name", "")
 
 
 def stamp() -> str:
@@ -87,7 +95,10 @@ def append_result(name: str, row: dict[str, Any], title: str, description: str, 
     import csv
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.csv"
-    rows = list(csv.DictReader(open(path))) if path.exists() else []
+    rows = []
+    if path.exists():
+        with open(path) as fh:
+            rows = list(csv.DictReader(fh))
     if key is not None:
         rows = [r for r in rows if r.get(key) != str(row[key])]
     rows.append({k: str(v) for k, v in row.items()})

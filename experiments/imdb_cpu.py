@@ -12,10 +12,9 @@ classifier exists; the CPU time of each step is read from its entry (train time)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from common import RESULTS, append_result, entry_config, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
+from common import RESULTS, append_result, entry_config, entry_lineage, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
 
 PRECISION = ["train.precision=bf16"]  # AMX CPU: ~1.6-2x fp32 (bench/results.md)
 # experiment=wikitext2_cpu with 2 epochs instead of 3 (the second epoch of imdb-cpu-pretrain took 19 min on the
@@ -68,7 +67,7 @@ def record_step(home: Path, stage: str, name: str) -> None:
     if steps_csv.exists() and f",{stage}/{name}," in steps_csv.read_text():
         return
     m = entry_metrics(home, stage, name)
-    env = json.loads((home / "store" / stage / name / "lineage.json").read_text())["environment"]
+    env = entry_lineage(home, stage, name)["environment"]
     row = {"date": stamp(), "entry": f"{stage}/{name}",
            "metrics": "; ".join(f"{k}={m[k]:.4g}" for k in STEP_METRICS.get(stage, []) if k in m),
            "train_seconds": m.get("train_seconds", ""), "tokens_per_second": m.get("tokens_per_second", ""),
