@@ -6,12 +6,16 @@ experiments/results/sample_efficiency.{csv,md,png}.
     python experiments/sample_efficiency.py --home runs/ --pretrain wt2-cpu-e3 --semi-lm imdb-cpu-ft
     python experiments/sample_efficiency.py --home runs/ ... --sizes 100 500 --seeds 1 2 3   # a part of it
 
+``--semi-all`` names imdb_cpu.py's classifier (e.g. ``imdb-cpu2-clas``): with all labels ULMFiT semi-supervised
+*is* that run (same LM, training set and recipe; its row shows the seed it ran with), so its entry is reported
+instead of training it again (42 min).
+
 ``--semi-lm`` is the IMDB LM of experiments/imdb_cpu.py (train + unsup). Labelled subsets are seeded draws
 from the 22,500 training reviews left after the 2,500-review validation hold-out (``data.n_train``), the same
 for every method; "all" = all 22,500. The classifier recipe is imdb_cpu.py's with more epochs on small sets
-(``final_epochs``: 10 up to 500 labels, 5 for 1,000, 1 above; batch size ``clas_bs``: 16 up to 500, 32 up to
-5,000, else 64) and the supervised LM is fine-tuned for
-``lm_epochs`` (10 up to 1,000 labels, 3 for 5,000, 1 for all) so that small sets still see a few hundred steps.
+(``final_epochs``: 10 up to 500 labels, 5 for 1,000, imdb_cpu's 3 above; batch size ``clas_bs``: 16 up to 500,
+32 up to 5,000, else 64) and the supervised LM is fine-tuned for ``lm_epochs`` (10 up to 1,000 labels, 3 for
+5,000, 1 for all) so that small sets still see a few hundred steps.
 The neural runs validate on a seeded 500 of the 2,500 held-out reviews (imdb_cpu's ``VALIDATION``: a 100-label run
 has up to 14 epochs, and a full validation pass costs more than its training; the training pool and the full
 25,000-review test set are unchanged, so the TF-IDF rows, which need no validation, stay comparable).
@@ -22,17 +26,39 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
-from common import RESULTS, SHARED_DATA, append_result, entry_metrics, entry_parent, hardware, has_entry, stamp, ulmfit
+from omegaconf import OmegaConf
+
+from common import (RESULTS, SHARED_DATA, append_result, entry_config, entry_metrics, entry_parent, hardware, has_entry,
+                    stamp, ulmfit)
 from imdb_cpu import CLASSIFY, FINETUNE, PRECISION, VALIDATION
 
 METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
 ALL = 0  # n_train=0 on the command line: every labelled training review
+CLASSIFY_EPOCHS = int(next(o.split("=")[1] for o in CLASSIFY if o.startswith("train.epochs=")))
 
 
 def final_epochs(n: int) -> int:
-    return 10 if 0 < n <= 500 else 5 if 0 < n <= 1000 else 1
+    return 10 if 0 < n <= 500 else 5 if 0 < n <= 1000 else CLASSIFY_EPOCHS
+
+
+def reused_semi_all(home: Path, name: str, semi_lm: str, recipe: list[str]) -> str:
+    """Check that ``name`` (imdb_cpu.py's classifier) is the run this script would make with ``recipe`` (its
+    overrides) from ``semi_lm``, and return it."""
+    if not has_entry(home, "classify", name):
+        sys.exit(f"--semi-all {name}: no classify entry of that name in {home / 'store'}; run experiments/imdb_cpu.py "
+                 "first or leave --semi-all out to train it here.")
+    cfg = OmegaConf.create(entry_config(home, "classify", name))
+    overrides = (o.split("=", 1) for o in recipe if not o.startswith("seed="))
+    differ = [f"{key}={OmegaConf.select(cfg, key)} (expected {value})" for key, value in overrides
+              if OmegaConf.select(cfg, key) != OmegaConf.create(f"v: {value}").v]  # parsed as Hydra parses it
+    if entry_parent(home, "classify", name) != semi_lm:
+        differ.append(f"parent {entry_parent(home, 'classify', name)} (expected {semi_lm})")
+    if differ:
+        sys.exit(f"--semi-all {name} is not this script's all-label ULMFiT run: {'; '.join(differ)}.")
+    return name
 
 
 def clas_bs(n: int) -> int:
@@ -58,11 +84,15 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000, 5000, ALL])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds for sizes <= 1000")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--semi-all", help="imdb_cpu.py's classify entry, reported as the all-label semi-supervised run")
     args = ap.parse_args()
     home, log = args.home.resolve(), args.home.resolve() / "sample_efficiency.log"
     home.mkdir(parents=True, exist_ok=True)
     data = ["data=imdb", f"data.root={Path(args.imdb).resolve()}"]
     clas_recipe = [o for o in CLASSIFY if not o.startswith(("train.epochs=", "train.bs="))]
+
+    def classifier(n: int) -> list[str]:
+        return [*clas_recipe, *VALIDATION, f"train.epochs={final_epochs(n)}", f"train.bs={clas_bs(n)}"]
     ft_recipe = [o for o in FINETUNE if not o.startswith(("train.epochs=", "stage.lm_parts="))]
 
     for n in args.sizes:
@@ -71,9 +101,11 @@ def main() -> None:
             tag = f"se-n{n or 'all'}-s{seed}"
             for method in args.methods:
                 name = f"{tag}-{method}"
+                stage = "tfidf" if method == "tfidf" else "classify"
+                if method == "ulmfit_semi_supervised" and n == ALL and args.semi_all:
+                    name = reused_semi_all(home, args.semi_all, args.semi_lm, [*subset, *classifier(n)])
                 if done(name):
                     continue
-                stage = "tfidf" if method == "tfidf" else "classify"
                 if not has_entry(home, stage, name):
                     if method == "tfidf":
                         ulmfit("stage=tfidf", *data, *subset, f"run_name={name}", home=home, log=log)
@@ -85,11 +117,11 @@ def main() -> None:
                             ulmfit("stage=lm_finetune", *data, *subset, f"stage.parent={args.pretrain}",
                                    "stage.lm_parts=[train]", "stage.lm_only_labelled=true", *ft_recipe, *VALIDATION,
                                    f"train.epochs={lm_epochs(n)}", *PRECISION, f"run_name={tag}-lm", home=home, log=log)
-                        ulmfit("stage=classify", *data, *subset, *parent, *clas_recipe, *VALIDATION,
-                               f"train.epochs={final_epochs(n)}", f"train.bs={clas_bs(n)}",
-                               *PRECISION, f"run_name={name}", home=home, log=log)
+                        ulmfit("stage=classify", *data, *subset, *parent, *classifier(n), *PRECISION,
+                               f"run_name={name}", home=home, log=log)
                 m = entry_metrics(home, stage, name)
-                row = {"date": stamp(), "entry": name, "method": method, "n_train": m["n_train"], "seed": seed,
+                row = {"date": stamp(), "entry": name, "method": method, "n_train": m["n_train"],
+                       "seed": entry_config(home, stage, name)["seed"],
                        "test_accuracy": round(m["test_accuracy"], 4), "train_s": round(m["train_seconds"]),
                        "lm_entry": entry_parent(home, stage, name)}
                 append_result("sample_efficiency", row, "Sample efficiency on IMDB (CPU)", (

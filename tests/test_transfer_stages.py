@@ -229,3 +229,17 @@ def test_lm_token_budget(tmp_path, chain, mini_imdb):
     assert small.lineage["data"]["lm_tokens"] == 5000 and small.vocab == ft.vocab  # vocab from every text
     with pytest.raises(Exception, match="stage.lm_tokens"):
         _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "run_name=bad", "stage.lm_tokens=-1")
+
+
+def test_prediction_does_not_depend_on_eval_batch_size():
+    """classify scores validation and test with train.eval_bs, not train.bs: batching (and the padding it adds)
+    must not change a prediction, or results would depend on a speed setting."""
+    from ulmfit.evaluation import predict_probs
+    learn, _ = _tiny_classifier_learner()
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(3, 60, size=40)
+    docs = Docs(rng.integers(2, 50, size=int(lengths.sum())), np.concatenate([[0], np.cumsum(lengths)]), ["a"] * 40)
+    learn.model.eval()
+    small, large = predict_probs(learn, docs, 3, 10), predict_probs(learn, docs, 40, 10)
+    assert small.shape == (40, 2)
+    np.testing.assert_allclose(small, large, atol=1e-5)

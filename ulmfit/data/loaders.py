@@ -11,7 +11,7 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.torch_core import TensorCategory
-from fastai.text.data import LMTensorText, SortedDL, TensorText, pad_input_chunk
+from fastai.text.data import LMTensorText, SortedDL, TensorText, pad_chunk
 
 from ulmfit.data.streams import TokenStream, check_lm_size
 from ulmfit.data.tokens import Docs
@@ -89,20 +89,34 @@ def lm_dataloaders(train: TokenStream, valid: TokenStream, vocab: Sequence[str],
     return dls
 
 
+def pad_to_whole_chunks(samples: list, seq_len: int, pad_idx: int = PAD_ID) -> list:
+    """fastai's ``pad_input_chunk`` with the batch padded to a multiple of ``seq_len``.
+
+    ``SentenceEncoder`` feeds each ``seq_len`` chunk to the LSTM for the first rows that are not padding at the
+    chunk's start, assuming those rows are a prefix of the (length-sorted) batch. ``pad_input_chunk`` pads to the
+    longest row only, so a row whose text ended before the last chunk could sit above a shorter row that starts
+    there, and the shorter row's text was never encoded (fastai issue #3379). With whole chunks every row's text
+    reaches into the last chunk, the assumption holds, and a prediction no longer depends on its batch."""
+    longest = max(len(s[0]) for s in samples)
+    pad_len = -(-longest // seq_len) * seq_len
+    return [(pad_chunk(s[0], pad_idx=pad_idx, pad_first=True, seq_len=seq_len, pad_len=pad_len), *s[1:])
+            for s in samples]
+
+
 def clas_loader(docs: Docs, targets: Sequence[int], bs: int, bptt: int, shuffle: bool, device: torch.device,
                 backwards: bool = False) -> SortedDL:
-    """fastai's ``SortedDL`` (similar lengths batched together) with ``pad_input_chunk`` padding, as
-    ``TextDataLoaders`` builds for classification; padding goes first, in ``bptt`` chunks, as BPT3C expects."""
+    """fastai's ``SortedDL`` (similar lengths batched together) with chunked first padding, as
+    ``TextDataLoaders`` builds for classification (BPT3C), but padded to whole chunks (``pad_to_whole_chunks``)."""
     items = [(TensorText(t), TensorCategory(y)) for t, y in zip(as_tensors(docs, backwards), targets)]
     return SortedDL(items, res=docs.lengths.tolist(), bs=bs, shuffle=shuffle, device=device,
-                    before_batch=partial(pad_input_chunk, pad_idx=PAD_ID, pad_first=True, seq_len=bptt))
+                    before_batch=partial(pad_to_whole_chunks, seq_len=bptt))
 
 
 def clas_dataloaders(train: Docs, valid: Docs, classes: Sequence[str], vocab: Sequence[str], bs: int, bptt: int,
-                     device: torch.device, backwards: bool = False) -> DataLoaders:
+                     device: torch.device, backwards: bool = False, eval_bs: int | None = None) -> DataLoaders:
     index = {c: i for i, c in enumerate(classes)}
     dls = DataLoaders(clas_loader(train, [index[c] for c in train.labels], bs, bptt, True, device, backwards),
-                      clas_loader(valid, [index[c] for c in valid.labels], bs, bptt, False, device, backwards),
+                      clas_loader(valid, [index[c] for c in valid.labels], eval_bs or bs, bptt, False, device, backwards),
                       device=device)
     dls.vocab = [list(vocab), list(classes)]
     return dls

@@ -43,7 +43,8 @@ def run(cfg: DictConfig) -> Entry:
     docs = numericalize(corpus, "train", vocab)
     keep, held = split_of(corpus, cfg.data, cfg.seed)
     train, valid = docs.subset(keep), docs.subset(held)
-    dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards)
+    dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
+                           eval_bs=cfg.train.eval_bs)
 
     encoder_info = parent.model_info if parent else model_info(cfg.model, len(vocab), 1.0, cfg.backwards)
     info = classifier_info(encoder_info, cfg.model.head, classes, cfg.train.drop_mult, cfg.train.bptt)
@@ -62,7 +63,7 @@ def run(cfg: DictConfig) -> Entry:
     metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
     if "test" in corpus.parts:
         test = scored_test(numericalize(corpus, "test", vocab), cfg.data, classes)
-        probs = predict_probs(learn, test, cfg.train.bs, cfg.train.bptt, cfg.backwards)
+        probs = predict_probs(learn, test, cfg.train.eval_bs, cfg.train.bptt, cfg.backwards)
         report = classification_metrics(probs, [classes.index(c) for c in test.labels], classes)
         metrics.update({"test_" + k: v for k, v in report.items()})
     metrics.update({"train_seconds": round(seconds, 1), "n_train": len(train), "n_valid": len(valid),
