@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -70,6 +71,36 @@ def lm_epochs(n: int) -> int:
     return 10 if 0 < n <= 1000 else 3 if 0 < n <= 5000 else 1
 
 
+def summary_table(rows: list[dict[str, str]]) -> str:
+    """Test accuracy (%) per method and number of labels: the mean over seeds, with min-max and the number of
+    seeds where there are several; "-" where nothing has run."""
+    by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r["method"]][int(r["n_train"])].append(100 * float(r["test_accuracy"]))
+    sizes = sorted({n for points in by.values() for n in points})
+
+    def cell(accs: list[float]) -> str:
+        if not accs:
+            return "-"
+        mean = f"{sum(accs) / len(accs):.1f}"
+        return mean if len(accs) == 1 else f"{mean} ({min(accs):.1f}-{max(accs):.1f}, {len(accs)} seeds)"
+    lines = ["| method | " + " | ".join(f"{n:,}" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
+    lines += [f"| {m} | " + " | ".join(cell(by[m].get(n, [])) for n in sizes) + " |" for m in METHODS if m in by]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(csv_path: Path | None = None) -> Path:
+    """experiments/results/sample_efficiency_summary.md from the CSV of every finished run."""
+    csv_path = csv_path or RESULTS / "sample_efficiency.csv"
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    out = csv_path.with_name("sample_efficiency_summary.md")
+    out.write_text("# Sample efficiency on IMDB: test accuracy (%) by number of labelled reviews\n\n"
+                   "Summarised from `sample_efficiency.csv` (one row per run, with its date, seed and time) by "
+                   "`python experiments/sample_efficiency.py --summary`; 25,000 test reviews.\n\n" + summary_table(rows))
+    return out
+
+
 def done(name: str) -> bool:
     path = RESULTS / "sample_efficiency.csv"
     return path.exists() and any(r["entry"] == name for r in csv.DictReader(open(path)))
@@ -79,13 +110,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path("runs"))
     ap.add_argument("--imdb", default=str(SHARED_DATA / "imdb"))
-    ap.add_argument("--pretrain", required=True, help="WikiText-2 pretrain entry")
-    ap.add_argument("--semi-lm", required=True, help="lm_finetune entry trained on IMDB train+unsup (imdb_cpu.py)")
+    ap.add_argument("--pretrain", help="WikiText-2 pretrain entry (required unless --summary)")
+    ap.add_argument("--semi-lm", help="lm_finetune entry trained on IMDB train+unsup (imdb_cpu.py)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000, 5000, ALL])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds for sizes <= 1000")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--semi-all", help="imdb_cpu.py's classify entry, reported as the all-label semi-supervised run")
+    ap.add_argument("--summary", action="store_true", help="only rewrite the summary table and the plot from the CSV")
     args = ap.parse_args()
+    if args.summary:
+        report()
+        return
+    if not (args.pretrain and args.semi_lm):
+        ap.error("--pretrain and --semi-lm are required to run (only --summary works without them)")
     home, log = args.home.resolve(), args.home.resolve() / "sample_efficiency.log"
     home.mkdir(parents=True, exist_ok=True)
     data = ["data=imdb", f"data.root={Path(args.imdb).resolve()}"]
@@ -130,7 +167,12 @@ def main() -> None:
                     "docstring. Test accuracy on all 25,000 IMDB test reviews; train_s = wall seconds of the final "
                     "stage's training; lm_entry = the fine-tuned LM the classifier started from. "
                     "Plot: sample_efficiency.png (`python experiments/plots.py`)."), key="entry")
+    report()
+
+
+def report() -> None:
     from plots import sample_efficiency_plot
+    print("summary:", write_summary())
     print("plot:", sample_efficiency_plot())
 
 

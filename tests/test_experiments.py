@@ -37,3 +37,15 @@ def test_without_a_key_rows_accumulate(results):
         common.append_result("u", {"tag": "a", "acc": acc}, "U", "d")
     assert [r["acc"] for r in read(results / "u.csv")] == ["0.1", "0.2"]
     assert not list(results.glob("*.tmp"))
+
+
+def test_sample_efficiency_summary_averages_seeds_per_method_and_size():
+    import sample_efficiency
+    rows = [{"method": m, "n_train": n, "test_accuracy": a} for m, n, a in [
+        ("tfidf", "100", "0.60"), ("tfidf", "100", "0.70"), ("tfidf", "500", "0.80"),
+        ("ulmfit_semi_supervised", "100", "0.655"), ("ulmfit_semi_supervised", "22500", "0.8967")]]
+    table = sample_efficiency.summary_table(rows).splitlines()
+    assert table[0] == "| method | 100 | 500 | 22,500 |"
+    assert table[2] == "| tfidf | 65.0 (60.0-70.0, 2 seeds) | 80.0 | - |"
+    assert table[3] == "| ulmfit_semi_supervised | 65.5 | - | 89.7 |"
+    assert len(table) == 4  # methods that never ran get no row
