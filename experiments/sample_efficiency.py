@@ -55,8 +55,8 @@ def reused_semi_all(home: Path, name: str, semi_lm: str, recipe: list[str]) -> s
     overrides = (o.split("=", 1) for o in recipe if not o.startswith("seed="))
     differ = [f"{key}={OmegaConf.select(cfg, key)} (expected {value})" for key, value in overrides
               if OmegaConf.select(cfg, key) != OmegaConf.create(f"v: {value}").v]  # parsed as Hydra parses it
-    if entry_parent(home, "classify", name) != semi_lm:
-        differ.append(f"parent {entry_parent(home, 'classify', name)} (expected {semi_lm})")
+    if (parent := entry_parent(home, "classify", name)) != semi_lm:
+        differ.append(f"parent {parent} (expected {semi_lm})")
     if differ:
         sys.exit(f"--semi-all {name} is not this script's all-label ULMFiT run: {'; '.join(differ)}.")
     return name
@@ -103,7 +103,10 @@ def write_summary(csv_path: Path | None = None) -> Path:
 
 def done(name: str) -> bool:
     path = RESULTS / "sample_efficiency.csv"
-    return path.exists() and any(r["entry"] == name for r in csv.DictReader(open(path)))
+    if not path.exists():
+        return False
+    with open(path) as fh:
+        return any(r["entry"] == name for r in csv.DictReader(fh))
 
 
 def main() -> None:
