@@ -243,3 +243,18 @@ def test_prediction_does_not_depend_on_eval_batch_size():
     small, large = predict_probs(learn, docs, 3, 10), predict_probs(learn, docs, 40, 10)
     assert small.shape == (40, 2)
     np.testing.assert_allclose(small, large, atol=1e-5)
+
+
+def test_classification_batches_are_made_without_worker_processes():
+    """fastai's SortedDL forks a batch worker per core by default; under data-parallel training (gloo threads
+    running) a forked worker could deadlock at start and hang the job (seen 1 run in 6 of test_distributed)."""
+    import multiprocessing
+    from ulmfit.data.loaders import clas_loader
+    lengths = np.array([5, 9, 3, 12, 7, 4])
+    docs = Docs(np.arange(2, 2 + lengths.sum()), np.concatenate([[0], np.cumsum(lengths)]), ["a"] * 6)
+    dl = clas_loader(docs, [0, 1] * 3, bs=2, bptt=4, shuffle=True, device=torch.device("cpu"))
+    batches = iter(dl)
+    x, y = next(batches)
+    assert multiprocessing.active_children() == []  # no DataLoader worker was started
+    assert x.shape[1] % 4 == 0 and y.shape == (2,)
+    assert sum(len(b[1]) for b in [(x, y), *batches]) == 6
