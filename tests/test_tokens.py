@@ -50,6 +50,22 @@ def test_fast_path_matches_fastai_on_hard_texts(n_workers, monkeypatch):
     assert tokenizer_mod.tokenize(HARD_TEXTS, n_workers=n_workers) == expected
 
 
+def test_workers_are_spawned_inside_a_process_group(tmp_path, monkeypatch):
+    """Rank 0 of a data-parallel run tokenizes after the process group (and its threads) exists: forking then
+    can deadlock, so the workers are spawned, with the same tokens."""
+    import torch.distributed as dist
+    monkeypatch.setattr(tokenizer_mod, "CHUNK", 3)
+    expected = tokenizer_mod.tokenize(HARD_TEXTS, n_workers=0)
+    assert tokenizer_mod._pool_context().get_start_method() == "fork"
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        assert tokenizer_mod._pool_context().get_start_method() == "spawn"
+        assert tokenizer_mod.tokenize(HARD_TEXTS, n_workers=2) == expected
+    finally:
+        dist.destroy_process_group()
+    assert tokenizer_mod._pool_context().get_start_method() == "fork"
+
+
 def test_second_run_is_a_cache_hit_without_tokenizing(csv_reader, tmp_path, monkeypatch):
     first = load_or_tokenize(csv_reader, SETTINGS, tmp_path / "cache")
     assert not first.cache_hit

@@ -77,8 +77,14 @@ def _tokenize_chunk(texts: Sequence[str], lang: str, rules: Sequence[Callable], 
 
 
 def _pool_context():
-    # fork: workers start in milliseconds and only run spaCy and regexes (no torch, no OpenMP).
-    return multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    """fork where it is safe: workers start in milliseconds and only run spaCy and regexes (no torch, no OpenMP).
+    Not once a ``torch.distributed`` process group exists (rank 0 of a data-parallel run tokenizes inside it):
+    its communication threads are running, and a child forked from a multithreaded process can deadlock before
+    it starts (seen with forked DataLoader workers under DDP); spawned workers start from a clean interpreter."""
+    import torch.distributed as dist
+    in_group = dist.is_available() and dist.is_initialized()
+    fork = "fork" in multiprocessing.get_all_start_methods() and not in_group
+    return multiprocessing.get_context("fork" if fork else "spawn")
 
 
 def default_workers() -> int:
