@@ -16,7 +16,9 @@ from pathlib import Path
 
 from common import RESULTS, append_result, entry_config, entry_lineage, entry_metrics, experiment_parser, hardware, has_entry, stamp, ulmfit
 
-PRECISION = ["train.precision=bf16"]  # AMX CPU: ~1.6-2x fp32 (bench/results.md)
+# bf16 autocast where the CPU has bf16 instructions (AMX / AVX512-BF16: ~1.6-2x fp32, bench/results.md), else
+# fp32 (a CPU without AVX-512 cannot run PyTorch's LSTM in bf16); each entry's lineage records which ran.
+PRECISION = ["train.precision=auto"]
 # experiment=wikitext2_cpu with 2 epochs instead of 3 (the second epoch of imdb-cpu-pretrain took 19 min on the
 # 2-core AMD machine; the first, 41 min, shared the CPU with tests), so that the whole recipe fits about 3 hours;
 # LM fine-tuning on IMDB matters more for IMDB than the last WikiText-2 epoch.

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, imdb_csv, run_cli
+from ulmfit.precision import cpu_runs_bf16
 from ulmfit.stages import get_stage
 
 
@@ -82,6 +83,9 @@ CASES = {
                                          "train.lr=1e12", "train.clip=null"], "diverged", 2),
     "fp16 on CPU": (lambda h, m: ["stage=pretrain", "train.precision=fp16"], "needs a CUDA GPU", 2),
 }
+if not cpu_runs_bf16():  # only such a CPU shows it end to end; tests/test_precision.py checks the rule everywhere
+    CASES["bf16 on a CPU without it"] = (lambda h, m: ["stage=pretrain", "train.precision=bf16"],
+                                         "train.precision=bf16: this CPU has no bf16 support", 2)
 
 
 def _truncate(path: Path) -> str:

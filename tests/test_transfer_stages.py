@@ -12,6 +12,7 @@ from ulmfit.config import CONF_DIR
 from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, build_language_model, classifier_info, encoder_of, model_info
+from ulmfit.precision import resolve_precision
 from ulmfit.stages import get_stage
 from ulmfit.store import Store, lineage_chain
 from ulmfit.training import clas_learner, fit_phases
@@ -180,8 +181,10 @@ def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb
     assert out.returncode == 0, out.stderr[-3000:]
     assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout and "tfidf/qs-tfidf" in out.stdout
     store = Store(tmp_path / "store")
-    assert [e.ref for e in lineage_chain(store, store.get("classify", "qs-classify"))] == [
-        "classify/qs-classify", "lm_finetune/qs-lm_finetune", "pretrain/qs-pretrain"]
+    chain = lineage_chain(store, store.get("classify", "qs-classify"))
+    assert [e.ref for e in chain] == ["classify/qs-classify", "lm_finetune/qs-lm_finetune", "pretrain/qs-pretrain"]
+    # train.precision=auto: bf16 where the CPU has bf16 instructions, else fp32; recorded as run
+    assert {e.lineage["precision"] for e in chain} == {resolve_precision("auto", torch.device("cpu"))}
 
 
 def test_entries_keep_per_step_curves(chain):

@@ -28,7 +28,7 @@ from ulmfit.curves import CurveRecorder
 from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, local_device
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
-from ulmfit.precision import apply_precision
+from ulmfit.precision import apply_precision, resolve_precision
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu or auto.")
     return local_device(torch.device(name))
+
+
+def resolve_hardware(train_cfg: Mapping[str, Any]) -> tuple[torch.device, str]:
+    """The device and precision (``auto`` resolved) a stage trains with, checked before it reads any data."""
+    device = resolve_device(train_cfg["device"])
+    precision = resolve_precision(train_cfg.get("precision", "fp32"), device)
+    log.info("training on %s in %s", device, precision)
+    return device, precision
 
 
 def seed_everything(seed: int) -> None:

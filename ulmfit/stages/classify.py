@@ -19,7 +19,7 @@ from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import clas_learner, fit_phases, resolve_device, seed_everything
+from ulmfit.training import clas_learner, fit_phases, resolve_hardware, seed_everything
 from ulmfit.transfer import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def run(cfg: DictConfig) -> Entry:
     if parent is not None:
         check_direction(parent, cfg.backwards)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    device, precision = resolve_hardware(cfg.train)
 
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     classes = labelled_classes(corpus)
@@ -72,5 +72,6 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
                                                        "n_test": metrics["n_test"]}}
+    lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

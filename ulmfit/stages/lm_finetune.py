@@ -18,7 +18,7 @@ from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_device, seed_everything
+from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware, seed_everything
 from ulmfit.transfer import check_direction, transferred_lm_weights
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> Entry:
     if parent is not None:
         check_direction(parent, cfg.backwards)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    device, precision = resolve_hardware(cfg.train)
 
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     parts = [p for p in cfg.stage.lm_parts if p in corpus.parts]
@@ -84,5 +84,6 @@ def run(cfg: DictConfig) -> Entry:
                "history": history}
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                                        "parts": parts, "lm_tokens": budget}}
+    lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

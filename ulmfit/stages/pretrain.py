@@ -16,7 +16,7 @@ from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import open_run, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_device, seed_everything
+from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware, seed_everything
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
@@ -25,7 +25,7 @@ STAGE = "pretrain"
 def run(cfg: DictConfig) -> Entry:
     store, name, checkpoint, resume = open_run(cfg, STAGE)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    device, precision = resolve_hardware(cfg.train)
 
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
@@ -54,5 +54,6 @@ def run(cfg: DictConfig) -> Entry:
                     "history": history})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                         "parts": ["train"]}}
+    lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
