@@ -37,4 +37,12 @@ def hardware() -> str:
     except (OSError, StopIteration):
         mem_s = ""
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{cpu}, {os.cpu_count()} cores{mem_s}{gpu}; torch {torch.__version__}"
+    return f"{cpu} ({cpu_bf16()}), {os.cpu_count()} cores{mem_s}{gpu}; torch {torch.__version__}"
+
+
+def cpu_bf16() -> str:
+    """What the CPU does with train.precision=bf16 (CPU timings differ about 2x between these)."""
+    from ulmfit.precision import cpu_has_bf16_instructions, cpu_runs_bf16
+    if cpu_has_bf16_instructions():
+        return "bf16 instructions: AVX512-BF16/AMX"
+    return "AVX-512 without bf16 instructions" if cpu_runs_bf16() else "no AVX-512: no CPU bf16"
