@@ -115,6 +115,7 @@ def main() -> None:
            "imdb_lm_ppl_before": round(f["valid_perplexity_before"], 1), "imdb_lm_ppl_after": round(f["valid_perplexity"], 1),
            "lm_tokens": f["train_tokens"], "lm_lr": fc["train"]["lr"], "clas_epochs_all_unfrozen": cc["train"]["epochs"],
            "n_train": c["n_train"], "test_accuracy": round(c["test_accuracy"], 4),
+           "precision": entry_lineage(home, "classify", clas).get("precision", ""),  # what train.precision=auto ran as
            "test_error_pct": round(100 * c["test_error_rate"], 2),
            "tfidf_test_accuracy": round(t["test_accuracy"], 4), "nbsvm_test_accuracy": round(n["test_accuracy"], 4),
            **{f"{k}_train_s": round(v) for k, v in train_s.items()},
