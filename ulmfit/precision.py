@@ -74,7 +74,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def apply_precision(learn, precision: str):
-    """Add the callback that gives ``learn`` the requested precision on its device."""
+    """Add the callback that gives ``learn`` the requested precision on its device. Resolved here too (cheap,
+    same answer as the stage's early check) so that learners built through the Python API accept ``auto``."""
     precision = resolve_precision(precision, learn.dls.device)
     if precision == "fp32":
         return learn
