@@ -17,6 +17,26 @@ from ulmfit.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Parallel test workers (pyproject's `-n auto`): one per core, but each holds torch + fastai + spaCy and starts
+# `python -m ulmfit` subprocesses of its own, so not more than this many.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a parallel worker, give torch its share of the cores: oversubscribed OpenMP threads spin and slow
+    every worker down. The environment variable reaches CLI subprocesses and notebook kernels."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
 # A few-second training run: tiny model, one epoch, small batches.
 TINY = ["model=awd_lstm_tiny", "train.epochs=1", "train.bs=16", "train.bptt=20", "train.eval_bs=8",
         "tokenizer.n_workers=0", "train.device=cpu"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,20 @@ from tests.conftest import TINY, imdb_csv, run_cli
 from ulmfit.store import Store
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ulmfit"]
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _launch(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "ULMFIT_HOME": str(home), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*ACCELERATE, *args], cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    # Not accelerate's fixed default port (29500): parallel test workers may launch two groups at once.
+    cmd = [*ACCELERATE, "--main_process_port", str(_free_port()), "-m", "ulmfit", *args]
+    return subprocess.run(cmd, cwd=home, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("stage", ["pretrain", "classify"])
