@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from ulmfit import SAMPLE_DIR
 from ulmfit.config import CONF_DIR
+from ulmfit.data.tokenizer import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ MAX_WORKERS = 4
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    return max(1, min(usable_cores(), MAX_WORKERS))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
-        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        threads = max(1, usable_cores() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 

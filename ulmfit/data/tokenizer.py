@@ -87,7 +87,8 @@ def _pool_context():
     return multiprocessing.get_context("fork" if fork else "spawn")
 
 
-def default_workers() -> int:
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS has one (containers, taskset), else all."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -101,7 +102,7 @@ def tokenize_ids(texts: Sequence[str], lang: str = "en", rules: Sequence[Callabl
     """
     rules = list(defaults.text_proc_rules if rules is None else rules)
     post_rules = list(defaults.text_postproc_rules if post_rules is None else post_rules)
-    n_workers = default_workers() if n_workers is None else n_workers
+    n_workers = usable_cores() if n_workers is None else n_workers
     chunks = [texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)]
     if n_workers <= 1 or len(chunks) <= 1:
         results = (_tokenize_chunk(c, lang, rules, post_rules) for c in chunks)
