@@ -30,8 +30,9 @@ def imdb_texts(data: Path, limit: int | None) -> tuple[pd.DataFrame, Any]:
 
 def child(data: Path, limit: int | None) -> dict[str, Any]:
     from fastai.text.core import defaults, tokenize_df
+    from fastcore.basics import num_cpus
 
-    from ulmfit.data.tokenizer import tokenize_ids, usable_cores
+    from ulmfit.data.tokenizer import tokenize_ids
     from ulmfit.data.tokens import TokenizerSettings, load_or_tokenize
 
     df, reader = imdb_texts(data, limit)
@@ -58,7 +59,7 @@ def child(data: Path, limit: int | None) -> dict[str, Any]:
     hit_s = time.perf_counter() - t0
     assert hit.cache_hit and not cold.cache_hit
     return {"docs": len(texts), "tokens": int(ours.offsets[-1]), "distinct_tokens": len(words),
-            "fastai_workers": defaults.cpus, "our_workers": usable_cores(),
+            "fastai_workers": defaults.cpus, "our_workers": num_cpus(),
             "fastai_seconds": fastai_s, "ours_seconds": ours_s, "speedup": fastai_s / ours_s,
             "fastai_docs_per_second": len(texts) / fastai_s, "ours_docs_per_second": len(texts) / ours_s,
             "mismatched_docs": mismatches, "cold_cache_seconds": cold_s, "cached_rerun_seconds": hit_s}

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastcore.basics import num_cpus
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from ulmfit import SAMPLE_DIR
 from ulmfit.config import CONF_DIR
-from ulmfit.data.tokenizer import usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ MAX_WORKERS = 4
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    return max(1, min(usable_cores(), MAX_WORKERS))
+    return max(1, min(num_cpus(), MAX_WORKERS))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,7 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
-        threads = max(1, usable_cores() // workers)
+        threads = max(1, num_cpus() // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
 

@@ -19,7 +19,6 @@ This path produces the same tokens with three changes:
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, reduce
@@ -27,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 from fastai.text.core import defaults
+from fastcore.basics import num_cpus
 
 CHUNK = 1000  # documents per worker task: large enough to amortise pickling, small enough to balance
 
@@ -87,11 +87,6 @@ def _pool_context():
     return multiprocessing.get_context("fork" if fork else "spawn")
 
 
-def usable_cores() -> int:
-    """Cores this process may run on: its CPU affinity where the OS has one (containers, taskset), else all."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def tokenize_ids(texts: Sequence[str], lang: str = "en", rules: Sequence[Callable] | None = None,
                  post_rules: Sequence[Callable] | None = None, n_workers: int | None = None,
                  index: dict[str, int] | None = None) -> TokenIds:
@@ -102,7 +97,7 @@ def tokenize_ids(texts: Sequence[str], lang: str = "en", rules: Sequence[Callabl
     """
     rules = list(defaults.text_proc_rules if rules is None else rules)
     post_rules = list(defaults.text_postproc_rules if post_rules is None else post_rules)
-    n_workers = usable_cores() if n_workers is None else n_workers
+    n_workers = num_cpus() if n_workers is None else n_workers  # fastcore: the CPU affinity, else all cores
     chunks = [texts[i:i + CHUNK] for i in range(0, len(texts), CHUNK)]
     if n_workers <= 1 or len(chunks) <= 1:
         results = (_tokenize_chunk(c, lang, rules, post_rules) for c in chunks)
