@@ -49,3 +49,15 @@ def test_sample_efficiency_summary_averages_seeds_per_method_and_size():
     assert table[2] == "| tfidf | 65.0 (60.0-70.0, 2 seeds) | 80.0 | - |"
     assert table[3] == "| ulmfit_semi_supervised | 65.5 | - | 89.7 |"
     assert len(table) == 4  # methods that never ran get no row
+
+
+def test_sample_efficiency_targets_compare_the_best_ulmfit_variant():
+    import sample_efficiency
+    rows = [{"method": m, "n_train": n, "test_accuracy": a} for m, n, a in [
+        ("ulmfit_supervised", "100", "0.70"), ("ulmfit_semi_supervised", "100", "0.74"),
+        ("ulmfit_semi_supervised", "100", "0.78"), ("tfidf", "100", "0.64"),
+        ("ulmfit_supervised", "22500", "0.883"), ("ulmfit_semi_supervised", "22500", "0.8967")]]
+    table = sample_efficiency.targets_table(rows).splitlines()
+    assert table[2] == "| 100 | 75.0 | 76.0 | ulmfit_semi_supervised | met | 64.0 |"
+    assert table[3] == "| 22,500 | 91.5 | 89.7 | ulmfit_semi_supervised | missed by 1.8 | - |"
+    assert len(table) == 4  # 1,000 labels never ran: no row
