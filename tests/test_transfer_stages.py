@@ -174,9 +174,10 @@ def test_classify_without_pretraining(tmp_path, mini_imdb):
 def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb):
     """The README's main job through the CLI, with each step pointed at tiny data and the tiny model."""
     csv = ",".join(f"'{o}'" for o in imdb_csv(mini_imdb))
+    auto = "'train.precision=auto'"  # as in the quickstart: these step lists replace the experiment's
     out = run_cli("experiment=quickstart", "run_name=qs", *TINY,
-                  f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}']",
-                  f"stage.steps.lm_finetune=[{csv}]", f"stage.steps.classify=[{csv},'train.bs=16']",
+                  f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}',{auto}]",
+                  f"stage.steps.lm_finetune=[{csv},{auto}]", f"stage.steps.classify=[{csv},'train.bs=16',{auto}]",
                   f"stage.steps.tfidf=[{csv}]", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout and "tfidf/qs-tfidf" in out.stdout
