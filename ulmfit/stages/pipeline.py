@@ -1,7 +1,8 @@
 """Several stages in a row (pretrain -> lm_finetune -> classify), each composed exactly as
 ``python -m ulmfit stage=<name> <overrides>`` would compose it, linked through the store by run name.
 
-Each step starts from its overrides in ``stage.steps``; the command line's own overrides (e.g.
+Each step starts from ``stage.every_step`` (an experiment's choices for all steps, kept when a user replaces one
+step's list), then its own overrides in ``stage.steps``; the command line's own overrides (e.g.
 ``paths.root=...``, ``train.epochs=1``) are applied to every step after them. Entries are named ``<run_name>-<stage>`` and every step names
 its parent explicitly, so the lineage links exactly the entries this pipeline wrote.
 """
@@ -38,7 +39,7 @@ def _inherited_overrides() -> list[str]:
     """The user's command-line overrides, minus those that select the pipeline itself."""
     if not HydraConfig.initialized():
         return []
-    skip = ("stage=", "stage.steps", "experiment=", "run_name=", "+experiment=", "resume=")  # resume: per step
+    skip = ("stage=", "stage.steps", "stage.every_step", "experiment=", "run_name=", "+experiment=", "resume=")  # resume: per step
     return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
 
 
@@ -54,7 +55,7 @@ def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, lis
             raise UsageError(f"stage.steps has {stage!r}; steps must be among {', '.join(s for s in STAGES if s != STAGE)}.")
         names[stage] = names[PROVIDES.get(stage, stage)] = f"{prefix}-{stage}"
         # the command line comes after the step's own overrides, so what the user types wins
-        overrides = [f"stage={stage}", *(extra or []), *inherited, f"run_name={names[stage]}"]
+        overrides = [f"stage={stage}", *cfg.stage.every_step, *(extra or []), *inherited, f"run_name={names[stage]}"]
         parent = PARENT_OF.get(stage)
         if parent in names:
             overrides.append(f"stage.parent={names[parent]}")
