@@ -79,6 +79,28 @@ def test_killed_run_resumes_to_the_same_result(stage, kill_after, mini_wikitext,
             print(f"\n{stage} {k}: uninterrupted {straight_metrics[k]!r} / killed+resumed {v!r}", end="")
 
 
+def test_run_killed_within_an_epoch_resumes_to_the_same_result(mini_wikitext, tmp_path):
+    """A long LM epoch checkpoints within itself (train.checkpoint_minutes; 0 = after every batch): killed in the
+    middle of its first epoch, the run continues at the next batch with the same document order, hidden state,
+    LR-schedule position and RNG states, and ends exactly as the uninterrupted run."""
+    args = ["stage=pretrain", "data=wikitext2", f"data.root={mini_wikitext}", *TINY, "train.epochs=2", "seed=3",
+            "train.checkpoint_minutes=0", "train.schedule=stlr"]
+    straight = run_cli(*args, "run_name=straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    _kill_after_checkpoint([*args, "run_name=cut"], tmp_path, "pretrain", "cut", 3, wait=0.0)
+    ckpt_dir = tmp_path / "store" / "pretrain" / ".resume-cut"
+    latest = sorted(p for p in ckpt_dir.glob("epoch-*") if (p / "state.json").is_file())[-1]
+    state = json.loads((latest / "state.json").read_text())
+    assert state["epoch"] == 0 and state["position"]["batch"] > 0, "expected a checkpoint within the first epoch"
+    assert (latest / "position.safetensors").is_file()
+
+    resumed = run_cli(*args, "run_name=cut", "resume=true", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{state['position']['batch']} batches into the next" in resumed.stdout + resumed.stderr
+    _same_results(tmp_path, "pretrain", "straight", "cut")
+
+
 def test_resume_refusals(mini_wikitext, tmp_path):
     base = ["stage=pretrain", "data=wikitext2", f"data.root={mini_wikitext}", *TINY]
     no_name = run_cli(*base, "resume=true", cwd=tmp_path)

@@ -1,11 +1,14 @@
-"""Per-epoch checkpoints of a run in progress, and resuming from them (``resume=true``).
+"""Checkpoints of a run in progress, and resuming from them (``resume=true``).
 
-While a stage trains, the state after its latest finished epoch lives beside the entry it will write, in
-``<store>/<stage>/.resume-<run>/epoch-NNNN/`` (hidden: never listed or loaded as an entry):
+While a stage trains, its latest state lives beside the entry it will write, in
+``<store>/<stage>/.resume-<run>/epoch-NNNN/`` (NNNN counts checkpoints; hidden: never listed or loaded as an
+entry). A checkpoint is written after every finished epoch and, for language models, also within an epoch every
+``train.checkpoint_minutes`` of training, so a long epoch (a pass over a 100M-token corpus) loses at most that much:
 
     model.safetensors      the weights
     optimizer.safetensors  the optimizer's tensors (Adam moments), one key per parameter and statistic
     rng.safetensors        torch's CPU (and CUDA) generator states
+    position.safetensors   within an epoch only: the epoch's document order and the LSTM's hidden state
     state.json             where training stands (phase, epochs done in it, finished phases' records), the
                            optimizer's hyper-parameters and counters, Python/NumPy/DataLoader RNG states,
                            fastai's Recorder rows and smoothed loss, the curves so far, the resolved config
@@ -60,8 +63,14 @@ class ResumeState:
     state: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
+    def batch(self) -> int:
+        """Batches done of the epoch in progress (0: the checkpoint is at an epoch boundary)."""
+        return int((self.state.get("position") or {}).get("batch", 0))
+
+    @property
     def label(self) -> str:
-        return f"phase {self.phase}, {self.epoch} epoch(s) into it"
+        within = f", {self.batch} batches into the next" if self.batch else ""
+        return f"phase {self.phase}, {self.epoch} epoch(s) into it{within}"
 
 
 def checkpoint_dir(store_root: str | os.PathLike, stage: str, name: str) -> Path:
@@ -143,8 +152,10 @@ class RunCheckpoint:
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def save(self, learn, phase: int, epoch: int, records: list[dict[str, Any]], extras: dict[str, Any],
-             seconds: float) -> Path:
-        """Write the state after ``epoch`` epochs of ``phase`` atomically; drop older checkpoints."""
+             seconds: float, within_epoch: bool = False) -> Path:
+        """Write the state after ``epoch`` epochs of ``phase`` atomically; drop older checkpoints.
+        ``within_epoch``: the state after the current batch of epoch ``epoch`` (the next one), with what continuing
+        that epoch needs: its document order, the hidden state, the schedule's position."""
         self.saved_epochs += 1
         final = self.dir / f"epoch-{self.saved_epochs:04d}"
         tmp = self.dir / f".tmp-{secrets.token_hex(4)}"
@@ -154,12 +165,18 @@ class RunCheckpoint:
             opt_tensors, opt_state = _optimizer_state(learn.opt)
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
             save_file(_torch_rng(), str(tmp / "rng.safetensors"))
+            position = None
+            if within_epoch:
+                position = {"batch": learn.train_iter - learn.epoch * learn.n_iter, "train_iter": learn.train_iter,
+                            "pct_train": learn.pct_train}
+                save_file(_position_tensors(learn), str(tmp / "position.safetensors"))
             state = {"generation": self.saved_epochs, "phase": phase, "epoch": epoch, "records": records,
                      "extras": extras, "seconds": seconds, "optimizer": opt_state,
                      "rng": {"python": _py_state(random.getstate()), "numpy": _np_state(),
                              "dataloaders": [_py_state(_base(dl).rng.getstate()) for dl in learn.dls.loaders]},
                      "recorder": _recorder_state(learn), "scaler": _scaler_state(learn),
-                     "curves": _curve_state(learn), "config": self.config, "resumed": self.resumed}
+                     "curves": _curve_state(learn), "config": self.config, "resumed": self.resumed,
+                     "position": position}
             (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
             os.rename(tmp, final)
         except BaseException:
@@ -191,6 +208,7 @@ def restore_training_state(learn, rs: ResumeState) -> None:
 
 
 def restore_rng(learn, rs: ResumeState) -> None:
+    """Python, NumPy, DataLoader and torch RNG states as they were when the checkpoint was written."""
     rng = rs.state["rng"]
     random.setstate(_py_tuple(rng["python"]))
     np.random.set_state((rng["numpy"][0], np.array(rng["numpy"][1], dtype=np.uint32), *rng["numpy"][2:]))
@@ -216,12 +234,14 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
 class ResumeFit(Callback):
     """Continue a fit ``start_epoch`` epochs in, as fastai's ``fit(start_epoch=...)`` skips them: put back the
     Recorder's rows and smoothed loss and the step counter the LR schedule reads, and drop the empty rows the
-    skipped epochs add."""
+    skipped epochs add. From a within-epoch checkpoint, also continue epoch ``start_epoch`` at the batch after
+    the checkpoint: same document order, hidden state, schedule position and RNG states."""
 
     order = 51  # after fastai's Recorder (50) has reset itself in before_fit and logged in after_epoch
 
-    def __init__(self, start_epoch: int, recorder_state: dict[str, Any]):
-        self.start_epoch, self.saved = start_epoch, recorder_state
+    def __init__(self, start_epoch: int, rs: ResumeState):
+        self.start_epoch, self.saved, self.rs = start_epoch, rs.state["recorder"], rs
+        self.position = rs.state.get("position") if rs.batch else None
 
     def before_fit(self) -> None:
         rec = self.learn.recorder
@@ -230,8 +250,26 @@ class ResumeFit(Callback):
         rec.smooth_loss.count = self.saved["smooth_count"]
         rec.smooth_loss.val = torch.tensor(self.saved["smooth_val"], dtype=torch.float32)
         self.learn.train_iter = self.start_epoch * len(self.dls.train)
+        if self.position:
+            self.learn.train_iter = self.position["train_iter"]
+            tensors = _load(self.rs.path / "position.safetensors")
+            _base(self.dls.train).resume_at(tensors["order"].numpy(), self.position["batch"])
+            self.hidden = [(tensors[f"hidden.{i}.h"], tensors[f"hidden.{i}.c"])
+                           for i in range(len(unwrap(self.model)[0].hidden))]
         self.log_line = self.learn.logger  # the skipped epochs' rows are empty: do not print them
         self.learn.logger = lambda row: None if self.epoch < self.start_epoch else self.log_line(row)
+
+    def before_train(self) -> None:
+        if self.position and self.epoch == self.start_epoch:
+            self.learn.pct_train = self.position["pct_train"]  # the exact float the schedule had reached
+
+    def before_batch(self) -> None:
+        if self.position and self.training:  # the first batch after the checkpoint: the model was reset
+            encoder = unwrap(self.model)[0]
+            encoder.bs = self.hidden[0][0].shape[1]
+            encoder.hidden = [(h.to(self.dls.device), c.to(self.dls.device)) for h, c in self.hidden]
+            restore_rng(self.learn, self.rs)  # after the loader's per-epoch draws, as when it was saved
+            self.position = None
 
     def after_fit(self) -> None:
         self.learn.logger = self.log_line
@@ -242,23 +280,37 @@ class ResumeFit(Callback):
             self.learn.recorder.iters.pop()
 
 
-class SaveEachEpoch(Callback):
-    """Checkpoint after every finished epoch (training and validation done, curves recorded)."""
+class SaveCheckpoints(Callback):
+    """Checkpoint after every finished epoch (training and validation done, curves recorded) and, where the
+    training loader can continue an epoch (``resume_at``: the LM loader) and ``every_minutes`` is set, after
+    the first batch that ends that many minutes of training since the last checkpoint (0: after every batch)."""
 
     order = 75  # after the Recorder (50), CurveRecorder (60) and fastai's SkipToEpoch (70)
 
     def __init__(self, checkpoint: RunCheckpoint, phase: int, start_epoch: int, records: list[dict[str, Any]],
-                 extras: dict[str, Any], seconds: float):
+                 extras: dict[str, Any], seconds: float, every_minutes: float | None = None):
         self.ckpt, self.phase, self.start_epoch = checkpoint, phase, start_epoch
         self.records, self.extras, self.seconds = records, extras, seconds
+        self.every_minutes = every_minutes
 
     def before_fit(self) -> None:
-        self.t0 = time.perf_counter()
+        self.t0 = self.last = time.perf_counter()
+        self.within = self.every_minutes is not None and hasattr(_base(self.dls.train), "resume_at")
+
+    def after_batch(self) -> None:
+        if not (self.within and self.training) or self.train_iter - self.epoch * self.n_iter >= self.n_iter:
+            return  # the epoch's end saves anyway
+        now = time.perf_counter()
+        if now - self.last >= self.every_minutes * 60:
+            self.ckpt.save(self.learn, self.phase, self.epoch, self.records, self.extras,
+                           self.seconds + now - self.t0, within_epoch=True)
+            self.last = time.perf_counter()
 
     def after_epoch(self) -> None:
         if self.epoch >= self.start_epoch:
             seconds = self.seconds + time.perf_counter() - self.t0
             self.ckpt.save(self.learn, self.phase, self.epoch + 1, self.records, self.extras, seconds)
+            self.last = time.perf_counter()
 
 
 # ---- (de)serialisation helpers ----------------------------------------------------------------------------------
@@ -326,6 +378,14 @@ def _scaler_state(learn) -> dict[str, Any] | None:
     if scaler is None:
         return None
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in scaler.state_dict().items()}
+
+
+def _position_tensors(learn) -> dict[str, torch.Tensor]:
+    """The current epoch's document order and the encoder's hidden state (carried from batch to batch)."""
+    out = {"order": torch.from_numpy(np.ascontiguousarray(_base(learn.dls.train).order, dtype=np.int64))}
+    for i, (h, c) in enumerate(unwrap(learn.model)[0].hidden):
+        out[f"hidden.{i}.h"], out[f"hidden.{i}.c"] = h.detach().cpu().contiguous(), c.detach().cpu().contiguous()
+    return out
 
 
 def _curve_state(learn) -> dict[str, Any] | None:

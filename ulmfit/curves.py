@@ -21,7 +21,7 @@ class CurveRecorder(Callback):
 
     # before_train/after_train run only inside a fit; validate() and get_preds() also send before_fit/after_epoch.
     def before_train(self) -> None:
-        if self.epoch == 0:
+        if self.epoch == 0 and self.train_iter == 0:  # not when a fit resumes within its first epoch
             self.data["phase_start"].append(self.step)
         self.pending = False
 

@@ -23,7 +23,7 @@ from fastai.torch_core import set_seed
 
 from ulmfit import tracking
 from ulmfit.allocator import advise as advise_allocator
-from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveEachEpoch, restore_rng, restore_training_state
+from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
 from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, local_device
 from ulmfit.errors import UsageError
@@ -244,9 +244,10 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         if resume is not None and i == start_phase:
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
-            cbs.append(ResumeFit(skip, resume.state["recorder"]))
+            cbs.append(ResumeFit(skip, resume))
         if checkpoint is not None and is_main_process():
-            cbs.append(SaveEachEpoch(checkpoint, i, skip, phases, dict(extras or {}), seconds))
+            cbs.append(SaveCheckpoints(checkpoint, i, skip, phases, dict(extras or {}), seconds,
+                                       every_minutes=train_cfg.get("checkpoint_minutes")))
         with data_parallel(learn):  # DDP across `accelerate launch` processes; a no-op in a single process
             seconds += fit(learn, train_cfg, epochs=epochs, lr=lr, cbs=cbs, start_epoch=skip)
         stop.raise_if_diverged()

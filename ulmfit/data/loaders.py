@@ -46,10 +46,20 @@ class StreamLMDataLoader(DataLoader):
         self.last_len = self.bl - (self.n_batches - 1) * seq_len
         self.order = np.arange(len(stream))
         self.ends = stream.ends(self.order)
+        self._resume: tuple[np.ndarray, int] | None = None  # (document order, first batch) of the next epoch
         super().__init__(dataset=stream, bs=bs, shuffle=shuffle, indexed=True, n=self.n_batches * bs,
                          device=device, **kwargs)
 
+    def resume_at(self, order: np.ndarray, batch: int) -> None:
+        """Make the next pass continue an interrupted epoch: that epoch's document order, from batch ``batch``
+        (a mid-epoch checkpoint); later passes shuffle and start at batch 0 as usual."""
+        self._resume = (np.asarray(order, dtype=np.int64), int(batch))
+
     def shuffle_fn(self, idxs):
+        if self._resume is not None:  # the interrupted epoch's order was drawn before the checkpoint
+            self.order = self._resume[0]
+            self.ends = self.stream.ends(self.order)
+            return idxs
         # A new document order each epoch, drawn like fastai's LMDataLoader (``random.shuffle``), so a seeded
         # run sees the documents in the same order as stock fastai would.
         order = list(range(len(self.stream)))
@@ -61,6 +71,8 @@ class StreamLMDataLoader(DataLoader):
     def create_batches(self, samps):
         # Item i belongs to batch i // bs: all of them here, a share in a data-parallel process (DistributedDL).
         batches = sorted({int(i) // self.bs for i in samps})
+        if self._resume is not None:
+            batches, self._resume = [b for b in batches if b >= self._resume[1]], None
         rows = np.arange(self.bs, dtype=np.int64)[:, None] * self.bl
         for b in batches:
             sl = self.last_len if b == self.n_batches - 1 else self.seq_len

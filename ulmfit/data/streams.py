@@ -84,6 +84,16 @@ class TokenStream:
         return self.lookup[out]
 
 
+def within_budget(stream: TokenStream, budget: int | None, seed: int) -> TokenStream:
+    """``stage.lm_tokens``: a seeded subset of whole documents with at least ``budget`` tokens (None: all)."""
+    if budget is None:
+        return stream
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget <= 0:
+        raise UsageError(f"stage.lm_tokens={budget!r}: give a positive number of tokens (e.g. 8000000), "
+                         f"or null for every training document.")
+    return stream.sample(budget, seed)
+
+
 def check_lm_size(stream: TokenStream, bs: int, what: str) -> None:
     if stream.n_tokens <= bs:
         raise UsageError(f"The {what} LM corpus has {stream.n_tokens} tokens, too few for batch size {bs} "

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders
+from ulmfit.data.streams import within_budget
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
@@ -46,12 +47,8 @@ def run(cfg: DictConfig) -> Entry:
     else:
         vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
         train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.seed)
-    budget = cfg.stage.get("lm_tokens")
-    if budget is not None:  # a token budget: a seeded subset of whole training documents
-        if not isinstance(budget, int) or budget <= 0:
-            raise UsageError(f"stage.lm_tokens={budget!r}: give a positive number of tokens (e.g. 8000000), "
-                             f"or null for every training document.")
-        train = train.sample(budget, cfg.seed)
+    budget = cfg.stage.lm_tokens
+    train = within_budget(train, budget, cfg.seed)
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                          eval_bs=cfg.train.eval_bs)
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
+from ulmfit.data.streams import within_budget
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import open_run, save_entry
@@ -30,6 +31,7 @@ def run(cfg: DictConfig) -> Entry:
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.seed)
+    train = within_budget(train, cfg.stage.lm_tokens, cfg.seed)  # e.g. a part of a 100M-token corpus
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                          eval_bs=cfg.train.eval_bs)
     log.info("pretrain: %d train / %d valid tokens, vocab %d, device %s", train.n_tokens, valid.n_tokens,
@@ -53,7 +55,7 @@ def run(cfg: DictConfig) -> Entry:
                     "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                     "history": history})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                        "parts": ["train"]}}
+                                        "parts": ["train"], "lm_tokens": cfg.stage.lm_tokens}}
     lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
