@@ -6,8 +6,10 @@ import logging
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 from ulmfit import allocator
@@ -42,18 +44,28 @@ def test_preload_env_uses_ULMFIT_MALLOC_and_keeps_other_preloads(tmp_path, monke
     assert "LD_PRELOAD" not in allocator.preload_env({})
 
 
-def test_cpu_training_under_glibc_warns_with_the_fix(monkeypatch, caplog):
+def _advice_run(after_minutes: float, device: str = "cpu", batches: int = 3) -> None:
+    """One fit of ``batches`` training batches through an AllocatorAdvice callback."""
+    cb = allocator.AllocatorAdvice(after_minutes)
+    cb.learn = SimpleNamespace(dls=SimpleNamespace(device=torch.device(device)), training=True)
+    cb.before_fit()
+    for _ in range(batches):
+        cb.after_batch()
+
+
+def test_long_cpu_training_under_glibc_warns_once_with_the_fix(monkeypatch, caplog):
     monkeypatch.setattr(allocator, "active_allocator", lambda: "glibc")
-    monkeypatch.setattr(allocator, "_advised", False)
+    monkeypatch.setattr(allocator.AllocatorAdvice, "warned", False)
     with caplog.at_level(logging.WARNING, logger="ulmfit.allocator"):
-        allocator.advise("cuda")
+        _advice_run(after_minutes=60)  # a short run: nothing to say
+        _advice_run(after_minutes=0, device="cuda")  # GPU runs are not affected
         assert not caplog.records
-        allocator.advise("cpu")
-        allocator.advise("cpu")  # once per process (a stage fits several phases)
+        _advice_run(after_minutes=0)
+        _advice_run(after_minutes=0)  # once per process (a pipeline runs several stages)
     assert len(caplog.records) == 1 and "LD_PRELOAD=" in caplog.text and "glibc malloc" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(allocator, "_advised", False)
+    monkeypatch.setattr(allocator.AllocatorAdvice, "warned", False)
     monkeypatch.setattr(allocator, "active_allocator", lambda: "jemalloc")
     with caplog.at_level(logging.WARNING, logger="ulmfit.allocator"):
-        allocator.advise("cpu")
+        _advice_run(after_minutes=0)
     assert not caplog.records

@@ -82,6 +82,16 @@ CASES = {
     "diverging training": (lambda h, m: ["stage=pretrain", "data=wikitext2", f"data.root={m.parent / 'w'}",
                                          "train.lr=1e12", "train.clip=null"], "diverged", 2),
     "fp16 on CPU": (lambda h, m: ["stage=pretrain", "train.precision=fp16"], "needs a CUDA GPU", 2),
+    # option values of the wrong type or range: refused before any data is read (ulmfit/schema.py)
+    "LR not a number": (lambda h, m: ["stage=classify", "train.lr=abc"], "train.lr='abc' is not valid", 2),
+    "unknown precision": (lambda h, m: ["stage=pretrain", "train.precision=fp8"], "one of auto, fp32", 2),
+    "dropout out of range": (lambda h, m: ["stage=lm_finetune", "model.hidden_p=1.5"], "in [0, 1)", 2),
+    "zero token budget": (lambda h, m: ["stage=lm_finetune", "stage.lm_tokens=0"], "stage.lm_tokens=0", 2),
+    "validation fraction out of range": (lambda h, m: ["stage=classify", "data.valid_frac=1"], "in (0, 1)", 2),
+    "unknown schedule": (lambda h, m: ["stage=classify", "train.schedule=cosine"], "stlr, one_cycle, constant", 2),
+    "fractional subset size": (lambda h, m: ["stage=tfidf", "data.n_train=2.5"], "positive whole number", 2),
+    "bad value in a pipeline step": (lambda h, m: ["stage=pipeline", "stage.steps.classify=['train.lr=-1']"],
+                                     "train.lr=-1 is not valid", 2),
 }
 if not cpu_runs_bf16():  # only such a CPU shows it end to end; tests/test_precision.py checks the rule everywhere
     CASES["bf16 on a CPU without it"] = (lambda h, m: ["stage=pretrain", "train.precision=bf16"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -44,8 +46,6 @@ def test_paper_model_sizes(make_cfg):
 
 
 def test_cli_help_and_cfg_job(tmp_path):
-    out = run_cli("--help", cwd=tmp_path)
-    assert out.returncode == 0 and "name: pretrain" in out.stdout and "stage: " in out.stdout
     out = run_cli("stage=pretrain", "model=awd_lstm_tiny", "--cfg", "job", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "emb_sz: 48" in out.stdout and "name: pretrain" in out.stdout
@@ -74,3 +74,37 @@ def test_paper_recipe_from_fastai_wt103_weights_wires_the_import_as_pretrain(mak
     assert "stage.parent=p-import_wt103" in ft and "stage.parent=p-lm_finetune" in clas
     # stage.every_step of the inherited imdb_paper recipe reaches every step, before the step's own overrides
     assert all(o[1] == "train.precision=fp16" for o in (imp, ft, clas))
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("train.epochs=-1", "whole number >= 0"), ("train.bs=0", "positive whole number"), ("train.lr=0", "positive number"),
+    ("train.device=gpu", "auto, cpu, cuda"), ("train.clip=-1", "positive number or null"),
+    ("train.optimizer.beta1=1", "in [0, 1)"), ("train.stlr.cut_frac=0", "in (0, 1]"), ("seed=true", "whole number"),
+    ("train.checkpoint_minutes=-5", "number >= 0 or null"), ("data.max_vocab=1e4", "positive whole number"),
+    ("train.gradual_unfreezing=maybe", "true or false"), ("stage.parent_stage=wt103", "lm_finetune, pretrain, none"),
+])
+def test_option_values_are_checked_before_any_work(make_cfg, override, fragment):
+    from ulmfit.errors import UsageError
+    from ulmfit.schema import validate
+    key = override.split("=")[0]
+    with pytest.raises(UsageError, match=re.escape(fragment)) as e:
+        validate(make_cfg("stage=classify", override))
+    assert str(e.value).startswith(f"{key}=") and "e.g." in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_shipped_config_passes_the_checks(make_cfg):
+    from ulmfit.schema import validate
+    for stage in ("pretrain", "lm_finetune", "classify", "predict", "evaluate", "tfidf", "nbsvm", "pipeline"):
+        validate(make_cfg(f"stage={stage}"))
+    for experiment in sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")):
+        validate(make_cfg(f"experiment={experiment}", *NEEDS.get(experiment, [])))
+
+
+def test_help_lists_stages_experiments_groups_and_examples(tmp_path):
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0 and "powered by Hydra" not in out.stdout
+    for name in ("pretrain", "lm_finetune", "classify", "quickstart", "imdb_paper", "awd_lstm_cpu", "wandb", "trec"):
+        assert f"  {name} " in out.stdout, name
+    assert "examples:" in out.stdout and "python -m ulmfit -m stage=lm_finetune" in out.stdout
+    described = [line for line in out.stdout.splitlines() if line.startswith("  ") and not line.startswith("  python")]
+    assert all(len(line.split(None, 1)) == 2 for line in described), "every option has a one-line description"

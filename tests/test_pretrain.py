@@ -74,6 +74,7 @@ def test_wandb_offline_logs_and_unreachable_online_only_warns(mode, tmp_path, mi
     from hydra import compose, initialize_config_dir
     from ulmfit.config import CONF_DIR
     from ulmfit.tracking import tracking
+    caplog.set_level("INFO", logger="ulmfit.tracking")
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
@@ -86,6 +87,14 @@ def test_wandb_offline_logs_and_unreachable_online_only_warns(mode, tmp_path, mi
     assert "valid_perplexity" in entry.metrics
     runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*/*.wandb"))
     if mode == "offline":
-        assert type(tracker).__name__ == "WandbTracker" and len(runs) == 1 and runs[0].stat().st_size > 0
+        assert tracker.run is not None and len(runs) == 1 and runs[0].stat().st_size > 0
+        assert f"wandb sync {runs[0].parent}" in caplog.text  # the folder `wandb sync` takes, not its files/
     else:
-        assert type(tracker).__name__ == "Tracker" and "W&B could not start" in caplog.text
+        assert tracker.run is None and "W&B could not start" in caplog.text
+
+
+def test_wandb_leaves_nothing_for_a_run_that_fails_before_training(tmp_path):
+    out = run_cli("stage=pretrain", "data=wikitext2", f"data.root={tmp_path / 'nowhere'}", *TINY, "logger=wandb",
+                  cwd=tmp_path, env={"WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")})
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    assert not (tmp_path / "outputs" / "wandb").exists()

@@ -29,9 +29,11 @@ def _run(cfg: DictConfig) -> float | None:
     global _started
     _started = True
     from ulmfit.stages import get_stage, objective_value
+    from ulmfit.schema import validate
     from ulmfit.tracking import tracking
     try:
         try:
+            validate(cfg)  # types and ranges of every option, before any data is read
             with tracking(cfg):
                 result = get_stage(cfg.stage.name)(cfg)
             return objective_value(result, cfg.get("objective"))
@@ -45,6 +47,10 @@ def _run(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):  # ours: stages, recipes, groups (Hydra's: --hydra-help)
+        from ulmfit.cli_help import render
+        print(render())
+        return
     try:
         _run()
     except SystemExit as e:

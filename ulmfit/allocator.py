@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
+
+from fastai.callback.core import Callback
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +60,26 @@ def preload_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-_advised = False
+class AllocatorAdvice(Callback):
+    """On CPU under glibc malloc, once per process and only once a run has trained for ``after_minutes`` (short
+    runs never grow enough to matter), warn how to run with a replacement allocator instead."""
 
+    warned = False  # per process: a pipeline or a sweep in one process warns once
 
-def advise(device_type: str) -> None:
-    """Warn once per process, for CPU training under glibc malloc, how to run with a replacement instead."""
-    global _advised
-    if _advised or device_type != "cpu" or active_allocator() != "glibc":
-        return
-    _advised = True
-    lib = find_replacement()
-    how = (f"LD_PRELOAD={lib} python -m ulmfit ..." if lib else
-           "install jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and run with "
-           "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    log.warning("CPU training with glibc malloc: memory grows for as long as the run lasts (fragmentation; "
-                "24 GB after 2,221 IMDB steps here). For runs longer than a few minutes: %s", how)
+    def __init__(self, after_minutes: float = 10.0):
+        self.after = after_minutes * 60
+
+    def before_fit(self) -> None:  # the clock runs from the first fit (phase) on
+        self.t0 = getattr(self, "t0", time.perf_counter())
+        self.active = not AllocatorAdvice.warned and self.dls.device.type == "cpu" and active_allocator() == "glibc"
+
+    def after_batch(self) -> None:
+        if not (self.active and self.training) or time.perf_counter() - self.t0 < self.after:
+            return
+        AllocatorAdvice.warned, self.active = True, False
+        lib = find_replacement()
+        how = (f"LD_PRELOAD={lib} python -m ulmfit ..." if lib else
+               "install jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and run with "
+               "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python -m ulmfit ...")
+        log.warning("Long CPU training under glibc malloc: its arenas fragment, so resident memory grows for as long "
+                    "as the run lasts and can exhaust the machine. Next time start it with %s", how)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from fastai.callback.core import Callback
@@ -59,36 +60,52 @@ class WandbMetrics(Callback):
 
 
 class WandbTracker(Tracker):
-    def __init__(self, run, log_every: int):
-        self.run, self.log_every, self._cb = run, log_every, None
+    """A W&B run started when training starts (the first learner asks for its callback), so a run that fails
+    on its inputs before that leaves no W&B directory behind."""
 
-    def callback(self) -> Callback:
-        if self._cb is None:  # one callback per run, so steps keep counting across fits and phases
-            self._cb = WandbMetrics(self.run, self.log_every)
+    def __init__(self, cfg: DictConfig):
+        self.cfg, self.run, self._cb, self._failed = cfg, None, None, False
+
+    def _started(self):
+        if self.run is None and not self._failed:
+            self.run = _start_wandb(self.cfg)
+            self._failed = self.run is None
+        return self.run
+
+    def callback(self) -> Callback | None:
+        if self._cb is None and self._started() is not None:  # one per run: steps count across fits and phases
+            self._cb = WandbMetrics(self.run, self.cfg.logger.log_every)
         return self._cb
 
     def log_summary(self, metrics: Mapping[str, Any]) -> None:
-        self.run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))})
+        if self._started() is not None:
+            self.run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))})
 
     def finish(self) -> None:
-        self.run.finish()
+        if self.run is not None:
+            self.run.finish()
 
 
-def _start_wandb(cfg: DictConfig) -> Tracker:
+def _start_wandb(cfg: DictConfig):
+    """A wandb run for this stage, or None (with a warning) when W&B cannot start."""
     lc = cfg.logger
     mode = os.environ.get("WANDB_MODE") or lc.mode  # the environment wins, as wandb users expect
     try:
         import wandb
-        run = wandb.init(project=lc.project, entity=lc.get("entity"), group=lc.get("group"), mode=mode,
+        run = wandb.init(project=lc.project, entity=lc.entity, group=lc.group, mode=mode,
                          name=f"{cfg.stage.name}/{cfg.run_name or 'unnamed'}", job_type=cfg.stage.name,
                          config=OmegaConf.to_container(cfg, resolve=True), dir=str(cfg.paths.logs),
                          settings=wandb.Settings(init_timeout=lc.init_timeout, silent=True))
     except Exception as e:  # never let tracking stop training: network, auth, disk, import problems
         log.warning("W&B could not start (%s: %s); training continues and metrics are kept in the store.",
                     type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
-        return Tracker()
-    log.info("W&B run %s (%s mode) in %s", run.name, mode, run.dir)
-    return WandbTracker(run, lc.get("log_every", 10))
+        return None
+    run_dir = Path(run.dir).parent  # run.dir is its files/ folder; `wandb sync` takes the run's folder
+    if mode == "offline":
+        log.info("W&B offline run %s in %s; upload it later with: wandb sync %s", run.name, run_dir, run_dir)
+    else:
+        log.info("W&B run %s (%s mode) in %s", run.name, mode, run_dir)
+    return run
 
 
 @contextmanager
@@ -100,7 +117,7 @@ def tracking(cfg: DictConfig) -> Iterator[Tracker]:
         from ulmfit.errors import UsageError
         raise UsageError(f"logger={name!r} is unknown; use logger=wandb or logger=none.")
     from ulmfit.distributed import is_main_process
-    _active = _start_wandb(cfg) if name == "wandb" and is_main_process() else Tracker()  # one W&B run per job
+    _active = WandbTracker(cfg) if name == "wandb" and is_main_process() else Tracker()  # one W&B run per job
     try:
         yield _active
     finally:

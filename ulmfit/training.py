@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from functools import partial
 from typing import Any, Callable, Mapping
@@ -12,7 +11,6 @@ from typing import Any, Callable, Mapping
 import torch
 from fastai.callback.core import CancelFitException, Callback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
-from fastai.callback.progress import ProgressCallback
 from fastai.callback.training import GradientClip
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
@@ -22,13 +20,14 @@ from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit import tracking
-from ulmfit.allocator import advise as advise_allocator
+from ulmfit.allocator import AllocatorAdvice
 from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
 from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, local_device
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
 from ulmfit.precision import apply_precision, resolve_precision
+from ulmfit.progress import use_progress
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
 
 log = logging.getLogger(__name__)
@@ -72,18 +71,6 @@ def with_tracking(learn: Learner) -> Learner:
     return learn
 
 
-def plain_progress(learn: Learner) -> Learner:
-    """Outside a terminal (logs, CI, sweeps) drop fastai's redrawing progress bars; log one line per epoch."""
-    if not sys.stdout.isatty():
-        learn.remove_cb(ProgressCallback)
-
-        def _log(values: list) -> None:
-            pairs = zip(learn.recorder.metric_names, values)
-            log.info("  ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in pairs))
-        learn.logger = _log
-    return learn
-
-
 def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LMLearner:
     """fastai's ``LMLearner`` as ``language_model_learner`` builds it, on a model we built/loaded; the loss is
     fastai's flat cross-entropy computed block-wise (``ulmfit.losses``: same value, far less memory traffic)."""
@@ -92,7 +79,7 @@ def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LML
                       opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy, Perplexity()],
                       wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
                       beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return with_tracking(plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
+    return with_tracking(use_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
 
 
 def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None,
@@ -178,7 +165,7 @@ def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> T
                         opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy],
                         wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
                         beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return with_tracking(plain_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
+    return with_tracking(use_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
 
 
 def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -224,7 +211,6 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
     interruption) and one record per phase (trainable groups, LR, epochs, per-epoch history).
     ``on_phase(learn, record)`` is called after each phase (tests, loggers).
     """
-    advise_allocator(learn.dls.device.type)
     if learn.opt is None:
         learn.create_opt()
     plan = plan(len(learn.opt.param_groups), train_cfg)
@@ -235,12 +221,17 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
     phases = list(resume.records) if resume else []
     seconds = resume.seconds if resume else 0.0
     lr = train_cfg["lr"] * train_cfg.get("phase_lr_mult", 1.0) ** start_phase
+    advice = AllocatorAdvice()  # one for all phases: it times the whole run
     for i in range(start_phase, len(plan)):
         n_trainable, epochs = plan[i]
         learn.freeze_to(-n_trainable)
+        learn.phase = (i, len(plan))  # for progress lines: "phase k/n, epoch i/m"
+        if len(plan) > 1:
+            log.info("phase %d/%d: top %d of %d layer groups trainable, %d epoch(s), lr %g", i + 1, len(plan),
+                     n_trainable, len(learn.opt.param_groups), epochs, lr)
         skip = start_epoch if i == start_phase else 0
         stop = StopOnNonFinite(checkpoint, i)
-        cbs: list[Callback] = [stop]
+        cbs: list[Callback] = [stop, advice]
         if resume is not None and i == start_phase:
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers

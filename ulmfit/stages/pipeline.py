@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
+from ulmfit.schema import validate
 from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
 from ulmfit.store import Entry, Store, new_run_name
 
@@ -68,8 +69,11 @@ def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, lis
 def run(cfg: DictConfig) -> list[Entry]:
     from ulmfit.stages import get_stage
     entries, rows, t0 = [], [], time.perf_counter()
-    for stage, overrides in step_overrides(cfg, _inherited_overrides()):
-        step_cfg = compose(config_name="config", overrides=overrides)
+    steps = [(stage, overrides, compose(config_name="config", overrides=overrides))
+             for stage, overrides in step_overrides(cfg, _inherited_overrides())]
+    for _, _, step_cfg in steps:  # every step's options, before the first one starts
+        validate(step_cfg)
+    for stage, overrides, step_cfg in steps:
         t = time.perf_counter()
         if cfg.get("resume"):  # continue an interrupted pipeline: reuse finished steps, resume the cut one
             done, interrupted = _step_state(step_cfg, PROVIDES.get(stage, stage))
@@ -96,15 +100,19 @@ def _step_state(step_cfg: DictConfig, entry_stage: str) -> tuple[Entry | None, b
     return None, latest_checkpoint(checkpoint_dir(store.root, entry_stage, name)) is not None
 
 
+ROLE = {"pretrain": "general-domain LM", "lm_finetune": "target-domain LM", "classify": "ULMFiT classifier",
+        "tfidf": "baseline: TF-IDF + LR", "nbsvm": "baseline: NB-SVM", "import_wt103": "general-domain LM"}
+
+
 def _summary_row(entry: Entry, seconds: float) -> dict[str, Any]:
     metrics = entry.metrics
-    return {"entry": entry.ref, "seconds": seconds,
+    return {"entry": entry.ref, "role": ROLE.get(entry.stage, entry.stage), "seconds": seconds,
             "metrics": {k: metrics[k] for k in SUMMARY.get(entry.stage, []) if k in metrics}}
 
 
 def _print_summary(rows: list[dict[str, Any]], total: float) -> None:
     print(f"\n== pipeline results ({total / 60:.1f} min)")
-    width = max(len(r["entry"]) for r in rows)
+    width, role_width = max(len(r["entry"]) for r in rows), max(len(r["role"]) for r in rows)
     for r in rows:
         values = "  ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items())
-        print(f"  {r['entry']:<{width}}  {r['seconds']:6.0f}s  {values}")
+        print(f"  {r['role']:<{role_width}}  {r['entry']:<{width}}  {r['seconds']:6.0f}s  {values}")

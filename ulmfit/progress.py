@@ -1,0 +1,73 @@
+"""Progress a person can read: fastai's progress bars on a terminal; elsewhere (log files, CI, SLURM) a line
+every ``interval`` seconds with step/total, tokens/s and the time left, and one line per epoch that names the
+unfreezing phase (``phase 2/4, epoch 1/1``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
+from fastai.learner import Learner
+
+log = logging.getLogger("ulmfit.progress")
+INTERVAL = 30.0  # seconds between progress lines without a terminal
+
+
+def where(learn: Learner) -> str:
+    """``phase k/n, epoch i/m`` (``epoch i/m`` for a single-phase fit) of the epoch in progress."""
+    epoch = f"epoch {learn.epoch + 1}/{learn.n_epoch}"
+    k, n = getattr(learn, "phase", (0, 1))
+    return f"phase {k + 1}/{n}, {epoch}" if n > 1 else epoch
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class ProgressLog(Callback):
+    """Log training progress every ``interval`` seconds and each epoch's metrics, for output without a terminal."""
+
+    order = 55  # after the Recorder (50), so the epoch line has its values
+
+    def __init__(self, interval: float = INTERVAL):
+        self.interval = interval
+
+    def before_fit(self) -> None:
+        self.t0 = self.last = time.perf_counter()
+        self.tokens = self.steps = 0
+
+    def after_batch(self) -> None:
+        if not self.training:
+            return
+        self.tokens += self.learn.xb[0].numel()
+        self.steps += 1
+        now = time.perf_counter()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        done = self.learn.train_iter - self.epoch * self.n_iter  # batches of this epoch (also after a resume)
+        total = self.n_epoch * self.n_iter
+        left = (total - self.learn.train_iter) * (now - self.t0) / self.steps
+        log.info("%s: step %d/%d, loss %.4f, %.0f tokens/s, training left in this fit ~%s", where(self.learn),
+                 done, self.n_iter, float(self.learn.smooth_loss), self.tokens / (now - self.t0), _clock(left))
+
+    def log_epoch(self, row: list) -> None:
+        """fastai's per-epoch row (``Learner.logger``), as one line."""
+        names = [n for n in self.learn.recorder.metric_names if n != "epoch"]
+        values = "  ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, row[1:]))
+        log.info("%s: %s", where(self.learn), values)
+
+
+def use_progress(learn: Learner, interval: float = INTERVAL) -> Learner:
+    """Keep fastai's bars on a terminal; otherwise log lines (``ProgressLog``)."""
+    if not sys.stdout.isatty():
+        learn.remove_cb(ProgressCallback)
+        cb = ProgressLog(interval)
+        learn.add_cb(cb)
+        learn.logger = cb.log_epoch
+    return learn
