@@ -183,8 +183,7 @@ def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb
     store = Store(tmp_path / "store")
     chain = lineage_chain(store, store.get("classify", "qs-classify"))
     assert [e.ref for e in chain] == ["classify/qs-classify", "lm_finetune/qs-lm_finetune", "pretrain/qs-pretrain"]
-    # the quickstart's stage.every_step=[train.precision=auto] survives replaced step lists: bf16 where the CPU
-    # has bf16 instructions, else fp32; recorded as run
+    # precision=auto by default: bf16 where the CPU has bf16 instructions, else fp32; recorded as run
     assert {e.lineage["precision"] for e in chain} == {resolve_precision("auto", torch.device("cpu"))}
 
 
@@ -262,3 +261,41 @@ def test_classification_batches_are_made_without_worker_processes():
     assert multiprocessing.active_children() == []  # no DataLoader worker was started
     assert x.shape[1] % 4 == 0 and y.shape == (2,)
     assert sum(len(b[1]) for b in [(x, y), *batches]) == 6
+
+
+def test_default_parent_is_the_latest_fine_tuned_on_the_same_data(chain, tmp_path, mini_imdb, caplog):
+    """classify <- lm_finetune: the newest entry fine-tuned on this corpus, not merely the newest; none fits: an
+    error listing what there is; a named parent from other data: used, with a warning naming both corpora."""
+    import json
+    import shutil
+    from ulmfit.errors import UsageError
+    from ulmfit.stages.common import data_identity, find_parent
+    root, _, ft, clas = chain
+    assert clas.lineage["parent_data"]["same_as_this_run"] is True
+    assert clas.lineage["data"]["source"].startswith("csv (")
+    store_dir = tmp_path / "store"
+    shutil.copytree(root / "store", store_dir)
+    other = store_dir / "lm_finetune" / "ft_trec"  # a newer LM fine-tuned on other text
+    shutil.copytree(store_dir / "lm_finetune" / "ft", other)
+    lineage = json.loads((other / "lineage.json").read_text())
+    lineage["data"].update(fingerprint="0" * 24, source="trec (data/trec)")
+    lineage["created"] = "9999-01-01T00:00:00"
+    (other / "lineage.json").write_text(json.dumps(lineage))
+    store = Store(store_dir)
+    assert store.latest("lm_finetune").name == "ft_trec"
+
+    def identity(*overrides: str) -> dict:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=["stage=classify", *overrides])
+        return data_identity(cfg.data, cfg.tokenizer)
+
+    imdb = identity(*imdb_csv(mini_imdb))
+    assert find_parent(store, "lm_finetune", None, imdb).name == "ft"
+    unseen = tmp_path / "unseen.csv"
+    unseen.write_text("text,label\ngood,pos\nbad,neg\n")
+    with pytest.raises(UsageError, match="No lm_finetune entry .* was trained on this data") as e:
+        find_parent(store, "lm_finetune", None, identity("data=csv", f"data.files.train={unseen}"))
+    assert "ft (csv (" in str(e.value) and "ft_trec (trec (data/trec))" in str(e.value) and "stage.parent=" in str(e.value)
+    with caplog.at_level("WARNING", logger="ulmfit.stages.common"):
+        assert find_parent(store, "lm_finetune", "ft_trec", imdb).name == "ft_trec"
+    assert "trained on trec (data/trec), this run reads csv (" in caplog.text

@@ -17,7 +17,8 @@ from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
-from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
+from ulmfit.stages.common import (data_identity, find_parent, open_run, parent_data, parent_ref,
+                                  save_entry)
 from ulmfit.store import Entry
 from ulmfit.training import clas_learner, fit_phases, resolve_hardware, seed_everything
 from ulmfit.transfer import check_direction, load_encoder
@@ -31,7 +32,11 @@ def run(cfg: DictConfig) -> Entry:
     store, name, checkpoint, resume = open_run(cfg, STAGE)
     if cfg.stage.parent_stage not in PARENT_STAGES:
         raise UsageError(f"stage.parent_stage={cfg.stage.parent_stage!r}; use one of {', '.join(PARENT_STAGES)}.")
-    parent = None if cfg.stage.parent_stage == "none" else find_parent(store, cfg.stage.parent_stage, cfg.stage.parent)
+    data = data_identity(cfg.data, cfg.tokenizer)
+    # a fine-tuned LM must have been fine-tuned on this corpus; any general-domain (pretrain) LM fits
+    fits = data if cfg.stage.parent_stage == "lm_finetune" else None
+    parent = None if cfg.stage.parent_stage == "none" else find_parent(store, cfg.stage.parent_stage, cfg.stage.parent,
+                                                                        fits)
     if parent is not None:
         check_direction(parent, cfg.backwards)
     seed_everything(cfg.seed)
@@ -70,8 +75,9 @@ def run(cfg: DictConfig) -> Entry:
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "classes": classes, "phases": phases})
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                                       "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
+                                                       "source": data["source"], "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
                                                        "n_test": metrics["n_test"]}}
+    lineage["parent_data"] = parent_data(parent, data)
     lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Mapping
 
 import torch
@@ -9,11 +10,15 @@ from omegaconf import DictConfig
 
 from ulmfit import tracking
 from ulmfit.checkpoint import ResumeState, RunCheckpoint
+from ulmfit.data.readers import make_reader
+from ulmfit.data.tokens import TokenizerSettings, fingerprint
 from ulmfit.errors import UsageError
 from ulmfit.models import encoder_of
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
 from ulmfit.transfer import ENCODER_WEIGHTS
+
+log = logging.getLogger(__name__)
 
 
 def open_store(cfg: DictConfig, stage: str) -> tuple[Store, str]:
@@ -34,9 +39,57 @@ def open_run(cfg: DictConfig, stage: str) -> tuple[Store, str, RunCheckpoint, Re
     return store, name, checkpoint, checkpoint.prepare(bool(cfg.get("resume")))
 
 
-def find_parent(store: Store, stage: str, name: str | None) -> Entry | None:
-    """``stage.parent``: an entry name, null/latest for the newest, or 'none' for no parent (random init)."""
-    return None if name == "none" else store.find(stage, name)
+def data_source(data_cfg: DictConfig) -> str:
+    """A readable name of a corpus for messages and lineage: its format and folder or files."""
+    where = data_cfg.get("root") or ", ".join(f"{k}={v}" for k, v in (data_cfg.get("files") or {}).items() if v)
+    return f"{data_cfg.format} ({where})" if where else str(data_cfg.format)
+
+
+def data_identity(data_cfg: DictConfig, tok_cfg: DictConfig) -> dict[str, str]:
+    """What a stage's corpus is, before reading it: its token-cache fingerprint (file contents, reader options,
+    tokenizer) and ``data_source``."""
+    key, _ = fingerprint(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg))
+    return {"fingerprint": key, "source": data_source(data_cfg)}
+
+
+def parent_data(parent: Entry | None, data: dict[str, str]) -> dict[str, Any] | None:
+    """For the lineage: the parent's corpus, and whether it is this run's."""
+    if parent is None:
+        return None
+    theirs = (parent.lineage.get("data") or {}).get("fingerprint")
+    return {"source": _source(parent), "fingerprint": theirs, "same_as_this_run": theirs == data["fingerprint"]}
+
+
+def _source(entry: Entry) -> str:
+    data = entry.lineage.get("data") or {}
+    return data.get("source") or f"{data.get('format', '?')} data {str(data.get('fingerprint', ''))[:8]}"
+
+
+def find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None = None) -> Entry | None:
+    """``stage.parent``: an entry name, null/latest for the newest, or 'none' for no parent (random init).
+
+    With ``data`` (``data_identity`` of the stage's corpus) the parent must have been trained on the same corpus:
+    the default is the newest such entry (an error lists the others when there is none), and a named parent
+    trained on other data is used with a warning naming both."""
+    if name == "none":
+        return None
+    if name not in (None, "", "latest"):
+        parent = store.get(stage, name)
+        if data is not None and (parent.lineage.get("data") or {}).get("fingerprint") != data["fingerprint"]:
+            log.warning("stage.parent=%s was trained on %s, this run reads %s: the encoder transfers, but its "
+                        "vocabulary and domain fit other text.", parent.ref, _source(parent), data["source"])
+        return parent
+    if data is None:
+        return store.latest(stage)
+    entries = store.entries(stage)
+    fitting = [e for e in entries if (e.lineage.get("data") or {}).get("fingerprint") == data["fingerprint"]]
+    if fitting:
+        return fitting[-1]
+    if not entries:
+        return store.latest(stage)  # its error: run that stage first
+    listed = "; ".join(f"{e.name} ({_source(e)})" for e in entries[-5:])
+    raise UsageError(f"No {stage} entry in {store.root} was trained on this data, {data['source']}; it has: {listed}. "
+                     f"Run stage={stage} on this data first, or choose one with stage.parent=<name>.")
 
 
 def parent_ref(parent: Entry | None) -> dict[str, str] | None:

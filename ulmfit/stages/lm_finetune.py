@@ -17,7 +17,7 @@ from ulmfit.data.streams import within_budget
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import find_parent, open_run, parent_ref, save_entry
+from ulmfit.stages.common import data_source, find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
 from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware, seed_everything
 from ulmfit.transfer import check_direction, transferred_lm_weights
@@ -80,6 +80,7 @@ def run(cfg: DictConfig) -> Entry:
                "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                "history": history}
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                        "source": data_source(cfg.data),
                                                        "parts": parts, "lm_tokens": budget}}
     lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,

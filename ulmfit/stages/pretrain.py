@@ -15,7 +15,7 @@ from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.data.streams import within_budget
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import open_run, save_entry
+from ulmfit.stages.common import data_source, open_run, save_entry
 from ulmfit.store import Entry
 from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware, seed_everything
 
@@ -55,6 +55,7 @@ def run(cfg: DictConfig) -> Entry:
                     "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                     "history": history})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                        "source": data_source(cfg.data),
                                         "parts": ["train"], "lm_tokens": cfg.stage.lm_tokens}}
     lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
