@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from omegaconf import OmegaConf
@@ -62,6 +64,18 @@ def test_multirun_gives_each_job_its_own_entry(tmp_path, mini_wikitext):
     assert out.returncode == 0, out.stderr[-2000:]
     entries = sorted(p.name for p in (tmp_path / "store" / "pretrain").iterdir())
     assert len(entries) == 2 and len(set(entries)) == 2
+    assert [e.split("-", 2)[2].endswith(lr) for e, lr in zip(entries, ("train.lr=0.001", "train.lr=0.003"))] == [True] * 2
+    # the compare view: what differs between the jobs (train.lr) beside their metrics, best first
+    store = sys.executable, "-m", "ulmfit.store", "--root", str(tmp_path / "store")
+    out = subprocess.run([*store, "--compare", "pretrain", "--sort", "valid_loss"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    header, rows = out.stdout.splitlines()[0].split(), [r.split() for r in out.stdout.splitlines() if "train.lr=" in r]
+    assert header[:2] == ["train.lr", "valid_loss"] and len(rows) == 2  # only what differs, then the metrics
+    assert "data.root" not in out.stdout and "seed" not in out.stdout
+    losses = [float(r[2]) for r in rows]  # columns: entry, train.lr, valid_loss, ...
+    assert losses == sorted(losses)
+    bad = subprocess.run([*store, "--compare", "pretrain", "--sort", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a column" in bad.stderr
 
 
 def test_paper_recipe_from_fastai_wt103_weights_wires_the_import_as_pretrain(make_cfg):

@@ -275,14 +275,33 @@ def lineage_chain(store: Store, entry: Entry) -> list[Entry]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ulmfit.store [--root DIR] [STAGE]`: list entries with their key metrics."""
+    """`python -m ulmfit.store [--root DIR] [STAGE]`: list entries with their key metrics;
+    `--compare STAGE [--sort METRIC]`: what differs between them (a sweep's overrides) and their metrics."""
     import argparse
     ap = argparse.ArgumentParser(prog="python -m ulmfit.store", description=main.__doc__)
     ap.add_argument("stage", nargs="?", help="only this stage")
     default = os.environ.get("ULMFIT_STORE") or str(Path(os.environ.get("ULMFIT_HOME", ".")) / "store")
     ap.add_argument("--root", default=default, help=f"the store directory (default: {default}, as paths.store)")
+    ap.add_argument("--compare", metavar="STAGE", help="a table of the STAGE entries: differing options, metrics")
+    ap.add_argument("--sort", metavar="COLUMN", help="with --compare: best first by this metric or option")
+    ap.add_argument("--match", metavar="TEXT", help="with --compare: only entries whose name contains TEXT")
     args = ap.parse_args(argv)
     store = Store(args.root)
+    if args.compare:
+        from ulmfit.compare import compare
+        entries = [e for e in store.entries(args.compare) if not args.match or args.match in e.name]
+        if not entries:
+            print(f"No {args.compare} entries{' matching ' + args.match if args.match else ''} in {store.root}.",
+                  file=sys.stderr)
+            return 2
+        try:
+            table = compare(entries, args.sort)
+        except KeyError:
+            print(f"--sort {args.sort}: not a column; choose one of {', '.join(compare(entries).columns)}.",
+                  file=sys.stderr)
+            return 2
+        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        return 0
     for e in store.entries(args.stage):
         lin = e.lineage
         parent = lin.get("parent")

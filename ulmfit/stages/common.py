@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
+import re
 from typing import Any, Mapping
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
 import torch
 from omegaconf import DictConfig
@@ -21,9 +27,21 @@ from ulmfit.transfer import ENCODER_WEIGHTS
 log = logging.getLogger(__name__)
 
 
+def default_run_name() -> str:
+    """A sweep's job is named by its overrides, after the time (``20261130-214012-train.lr=0.001``), so the
+    store shows what each job tried; any other run by the time and a random suffix."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        label = re.sub(r"[^A-Za-z0-9._=,+-]", "_", HydraConfig.get().job.override_dirname)
+        if len(label) > 150:  # keep names short enough for any filesystem, still unique
+            label = f"{label[:140]}-{hashlib.sha1(label.encode()).hexdigest()[:8]}"
+        if label:
+            return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{label}"
+    return new_run_name()
+
+
 def open_store(cfg: DictConfig, stage: str) -> tuple[Store, str]:
     """The store and this run's entry name, checked writable before any work starts."""
-    store, name = Store(cfg.paths.store), cfg.run_name or new_run_name()
+    store, name = Store(cfg.paths.store), cfg.run_name or default_run_name()
     store.check_writable(stage, name)
     return store, name
 
