@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from ulmfit.config import CONF_DIR
 from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.data.tokens import Docs
+from ulmfit.errors import UsageError
 from ulmfit.models import build_classifier, build_language_model, classifier_info, encoder_of, model_info
 from ulmfit.precision import resolve_precision
 from ulmfit.stages import get_stage
@@ -146,6 +147,18 @@ def test_predict_keeps_input_order_and_evaluate_reports(chain, mini_imdb, tmp_pa
     single = _run("predict", root, f"stage.input={tmp_path / 'one.txt'}", f"stage.output={tmp_path / 'q.csv'}")
     assert single["prob_pos"][0] == pytest.approx(out["prob_pos"][7], abs=1e-5)
     assert pd.read_csv(tmp_path / "p.csv")["prediction"].tolist() == out["prediction"].tolist()
+    # input columns carried into the output (an id, the text), before the predictions
+    shuffled.assign(id=[f"r{i}" for i in range(len(shuffled))])[["id", "text"]].to_csv(tmp_path / "ids.csv", index=False)
+    kept = _run("predict", root, f"stage.input={tmp_path / 'ids.csv'}", f"stage.output={tmp_path / 'k.csv'}",
+                "stage.keep_columns=[id,text]")
+    assert list(kept.columns[:4]) == ["row", "id", "text", "prediction"]
+    assert kept["id"].tolist() == [f"r{i}" for i in range(len(shuffled))] and kept["text"].tolist() == shuffled["text"].tolist()
+    assert kept["prob_pos"].tolist() == out["prob_pos"].tolist()
+    line = _run("predict", root, f"stage.input={tmp_path / 'one.txt'}", f"stage.output={tmp_path / 'l.csv'}",
+                "stage.keep_columns=[text]")
+    assert line["text"][0] == shuffled["text"][7]
+    with pytest.raises(UsageError, match="no column 'idx' to keep"):
+        _run("predict", root, f"stage.input={tmp_path / 'ids.csv'}", "stage.keep_columns=[idx]")
     test.to_csv(tmp_path / "labelled.csv", index=False)
     report = _run("evaluate", root, f"stage.input={tmp_path / 'labelled.csv'}", f"stage.output={tmp_path / 'e.json'}")
     assert report["n"] == 60 and report["accuracy"] == pytest.approx(chain[3].metrics["test_accuracy"], abs=1e-9)
@@ -268,7 +281,6 @@ def test_default_parent_is_the_latest_fine_tuned_on_the_same_data(chain, tmp_pat
     error listing what there is; a named parent from other data: used, with a warning naming both corpora."""
     import json
     import shutil
-    from ulmfit.errors import UsageError
     from ulmfit.stages.common import data_identity, find_parent
     root, _, ft, clas = chain
     assert clas.lineage["parent_data"]["same_as_this_run"] is True

@@ -89,8 +89,9 @@ def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings:
 
 
 def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = None,
-                encoding: str = "utf-8") -> pd.DataFrame:
-    """Texts (and labels, for evaluation) from a CSV/TSV (optionally compressed) or a text file (one per line)."""
+                encoding: str = "utf-8", keep: Sequence[str] = ()) -> pd.DataFrame:
+    """Texts (and labels, for evaluation) from a CSV/TSV (optionally compressed) or a text file (one per line);
+    ``keep``: input columns carried through as ``input.<column>`` (a text file has one, ``text``)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"Input file {path} does not exist. Set stage.input=<a CSV, TSV or .txt file>.")
@@ -101,8 +102,11 @@ def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = 
             texts = [line.rstrip("\n") for line in fh]
         if not texts:
             raise UsageError(f"Input file {path} is empty.")
-        return pd.DataFrame({"text": texts, "label": [""] * len(texts)})
-    return read_table(path, text_col, label_col, labelled=label_col is not None, encoding=encoding)
+        if unknown := [c for c in keep if c != "text"]:
+            raise UsageError(f"{path} is a text file: its only column is 'text', not {unknown[0]!r}. Fix "
+                             f"stage.keep_columns.")
+        return pd.DataFrame({"text": texts, "label": [""] * len(texts), **{f"input.{c}": texts for c in keep}})
+    return read_table(path, text_col, label_col, labelled=label_col is not None, encoding=encoding, keep=keep)
 
 
 def default_output(stage_cfg: Any, root: str, kind: str, suffix: str) -> Path:
@@ -116,7 +120,8 @@ def default_output(stage_cfg: Any, root: str, kind: str, suffix: str) -> Path:
 def predict_inputs(cfg: Any, label_col: str | None = None) -> tuple[pd.DataFrame, list[Classifier], np.ndarray, float]:
     """What ``predict`` and ``evaluate`` share: read ``stage.input``, load ``stage.models``, tokenize once,
     average the models' probabilities. Returns (inputs, models, probabilities, seconds for the prediction)."""
-    inputs = read_inputs(cfg.stage.input, cfg.stage.text_col, label_col, encoding=cfg.stage.encoding)
+    inputs = read_inputs(cfg.stage.input, cfg.stage.text_col, label_col, encoding=cfg.stage.encoding,
+                         keep=list(cfg.stage.get("keep_columns") or []))  # predict has it, evaluate does not
     models = load_ensemble(Store(cfg.paths.store), cfg.stage.models, resolve_device(cfg.train.device))
     if label_col is not None and (unseen := sorted(set(inputs["label"]) - set(models[0].classes))):
         raise UsageError(f"{cfg.stage.input} has labels {unseen[:5]} that {models[0].entry.ref} never saw "

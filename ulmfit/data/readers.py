@@ -24,7 +24,7 @@ import lzma
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any, Callable, Mapping, Sequence
 
 import pandas as pd
 from fastai.text.core import UNK
@@ -162,8 +162,10 @@ class ImdbReader:
 
 # ---------------------------------------------------------------------------------------------------
 def read_table(path: Path, text_col: str | int, label_col: str | int | None, *, labelled: bool = True,
-               sep: str | None = None, header: bool = True, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read one CSV/TSV (compression inferred from the suffix) into ``text``/``label`` columns."""
+               sep: str | None = None, header: bool = True, encoding: str = "utf-8",
+               keep: Sequence[str | int] = ()) -> pd.DataFrame:
+    """Read one CSV/TSV (compression inferred from the suffix) into ``text``/``label`` columns, plus the columns
+    ``keep`` unchanged as ``input.<column>`` (e.g. an id to carry into predictions)."""
     if not path.is_file():
         raise UsageError(f"Data file {path} does not exist. Fix the path in the data config.")
     if sep is None:
@@ -185,11 +187,17 @@ def read_table(path: Path, text_col: str | int, label_col: str | int | None, *, 
     if missing:
         raise UsageError(f"{path} has no column {missing[0]!r} (columns: {list(df.columns)}). Set "
                          f"data.text_col / data.label_col to the right names.")
+    if unknown := [c for c in keep if c not in df.columns]:
+        raise UsageError(f"{path} has no column {unknown[0]!r} to keep (columns: {list(df.columns)}). Fix "
+                         f"stage.keep_columns.")
     labels = df[label_col].str.strip().tolist() if labelled and label_col is not None else None
     if labels is not None and (bad := [i for i, lab in enumerate(labels) if lab == ""]):
         raise UsageError(f"{path} has {len(bad)} rows without a label (first data rows: {bad[:5]}). Fill or "
                          f"drop them, or read the file as unlabelled.")
-    return _frame(df[text_col].tolist(), labels)
+    out = _frame(df[text_col].tolist(), labels)
+    for c in keep:
+        out[f"input.{c}"] = df[c].tolist()
+    return out
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """Batch prediction with one classifier entry, or an ensemble (e.g. forward + backward) averaging probabilities.
 
 input CSV/TSV/.txt -> fastai tokenization -> each model's vocab -> class probabilities -> a CSV with one row
-per input row, in input order: ``row, prediction, prob_<class>...``.
+per input row, in input order: ``row, <stage.keep_columns>, prediction, prob_<class>...``.
 
     python -m ulmfit stage=predict stage.input=new_reviews.csv stage.output=preds.csv
     python -m ulmfit stage=predict stage.input=new.csv "stage.models=[imdb-fwd,imdb-bwd]"
+    python -m ulmfit stage=predict stage.input=new.csv "stage.keep_columns=[id,text]"   # carry input columns
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ulmfit.inference import default_output, predict_inputs, write_atomic
 def run(cfg: DictConfig) -> pd.DataFrame:
     inputs, models, probs, seconds = predict_inputs(cfg)
     classes = models[0].classes
-    out = pd.DataFrame({"row": range(len(inputs)), "prediction": [classes[i] for i in probs.argmax(1)],
+    kept = {c.removeprefix("input."): inputs[c].tolist() for c in inputs.columns if c.startswith("input.")}
+    out = pd.DataFrame({"row": range(len(inputs)), **kept, "prediction": [classes[i] for i in probs.argmax(1)],
                         **{f"prob_{c}": probs[:, i] for i, c in enumerate(classes)}})
     path = write_atomic(default_output(cfg.stage, cfg.paths.root, "predictions", ".csv"),
                         lambda tmp: out.to_csv(tmp, index=False))
