@@ -38,6 +38,7 @@ from ulmfit import PACKAGE_DIR, __version__
 from ulmfit.allocator import active_allocator
 from ulmfit.distributed import launched_processes
 from ulmfit.errors import UsageError
+from ulmfit.shipped import STAGE as SHIPPED_STAGE, as_fp32, shipped_dir
 
 WEIGHTS = "model.safetensors"
 LINEAGE = "lineage.json"  # written last: its presence marks a complete entry
@@ -135,7 +136,7 @@ class Entry:
     def state_dict(self, filename: str = WEIGHTS) -> dict[str, torch.Tensor]:
         """Raw tensors (tied/shared tensors appear once, under one of their names)."""
         try:
-            return load_file(self.path / filename)
+            return as_fp32(load_file(self.path / filename))  # a shipped entry stores fp16
         except Exception as e:  # safetensors raises several types for truncated/corrupt files
             raise UsageError(f"Cannot read weights {self.path / filename}: {e}. The file is truncated or "
                              f"corrupted; re-run stage '{self.stage}' to recreate it.") from None
@@ -189,18 +190,23 @@ class Store:
     def entries(self, stage: str | None = None) -> list[Entry]:
         """Complete entries, oldest first (by creation time recorded in their lineage)."""
         stages = [stage] if stage else sorted(p.name for p in self.root.glob("*") if p.is_dir())
-        found = []
+        found = {}
         for st in stages:
-            for p in (self.root / st).glob("*"):
-                if p.is_dir() and not p.name.startswith(".") and (p / LINEAGE).is_file():
-                    found.append(Entry(st, p.name, p))
-        return sorted(found, key=lambda e: (e.created, e.name))
+            # the package's shipped LMs first, so a local entry of the same name replaces one
+            folders = [shipped_dir(), self.root / st] if st == SHIPPED_STAGE else [self.root / st]
+            for folder in folders:
+                for p in folder.glob("*"):
+                    if p.is_dir() and not p.name.startswith(".") and (p / LINEAGE).is_file():
+                        found[st, p.name] = Entry(st, p.name, p)
+        return sorted(found.values(), key=lambda e: (e.created, e.name))
 
     def has(self, stage: str, name: str) -> bool:
         """Is there a complete entry ``stage/name``?"""
         return (self.root / stage / name / LINEAGE).is_file()
 
     def get(self, stage: str, name: str) -> Entry:
+        if stage == SHIPPED_STAGE and not self.has(stage, name) and (shipped_dir() / name / LINEAGE).is_file():
+            return Entry(stage, name, shipped_dir() / name)  # read-only, inside the package
         if not self.has(stage, name):
             names = [e.name for e in self.entries(stage)]
             hint = f"Available: {', '.join(names[-10:])}." if names else f"Run stage={stage} first."

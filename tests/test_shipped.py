@@ -1,0 +1,66 @@
+"""The LM that ships inside the package: exported from a pretrain entry in fp16, seen by every store as a
+read-only pretrain entry, the default parent of lm_finetune in a store without one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+
+from tests.conftest import TINY, imdb_csv
+from ulmfit import shipped
+from ulmfit.config import CONF_DIR
+from ulmfit.stages import get_stage
+from ulmfit.store import Store
+
+
+def _run(stage: str, root: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"stage={stage}", f"paths.root={root}", *TINY, *overrides])
+    return get_stage(stage)(cfg)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, mini_wikitext) -> tuple[Path, object]:
+    """A tiny pretrain entry and its shipped (fp16) export in a folder of its own."""
+    root = tmp_path_factory.mktemp("ship")
+    entry = _run("pretrain", root / "trainer", "data=wikitext2", f"data.root={mini_wikitext}", "run_name=lm")
+    out = shipped.export(entry.path, "general-lm", root / "pretrained")
+    return out, entry
+
+
+def test_export_writes_an_fp16_entry_with_provenance(exported):
+    out, entry = exported
+    weights = load_file(out / "model.safetensors")
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
+    original = entry.state_dict()
+    assert weights.keys() == original.keys()
+    for k in weights:  # the values are the trained ones, rounded to fp16
+        torch.testing.assert_close(weights[k].float(), original[k].half().float())
+    lineage = json.loads((out / "lineage.json").read_text())
+    assert lineage["shipped"]["from"] == "pretrain/lm" and lineage["data"]["fingerprint"] == entry.lineage["data"]["fingerprint"]
+    assert lineage["shipped"]["weights_bytes"] == (out / "model.safetensors").stat().st_size
+    assert json.loads((out / "metrics.json").read_text()) == entry.metrics
+    assert not (out / "encoder.safetensors").exists()
+
+
+def test_a_store_without_pretrain_entries_fine_tunes_from_the_shipped_lm(exported, tmp_path, mini_imdb, monkeypatch):
+    out, entry = exported
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", out.parent)
+    store = Store(tmp_path / "store")
+    assert [e.ref for e in store.entries("pretrain")] == ["pretrain/general-lm"]
+    assert store.latest("pretrain").path == out and store.get("pretrain", "general-lm").path == out
+    assert all(t.dtype == torch.float32 for t in store.get("pretrain", "general-lm").state_dict().values()
+               if t.is_floating_point())
+    ft = _run("lm_finetune", tmp_path, *imdb_csv(mini_imdb), "run_name=ft")
+    assert ft.lineage["parent"]["name"] == "general-lm"
+    # its perplexity before fine-tuning is the shipped LM's, not a random init's (vocab ~ e^7)
+    assert ft.metrics["valid_perplexity_before"] < 0.5 * len(ft.vocab)
+    # a locally trained pretrain entry is newer, so it becomes the default; the shipped one stays by name
+    local = _run("pretrain", tmp_path, *imdb_csv(mini_imdb), "run_name=local")
+    assert store.latest("pretrain").name == "local" and store.get("pretrain", "general-lm").path == out
+    assert local.path.parent == tmp_path / "store" / "pretrain"
