@@ -1,12 +1,13 @@
 """Ablations of ULMFiT's parts (the paper's tables 6-8) on one budget: full / no discriminative LRs / no STLR /
 no gradual unfreezing / no LM fine-tuning / no pretraining. Writes experiments/results/ablations.{md,csv}.
 
-    python experiments/ablations.py --home runs/ --pretrain wt2-cpu-e3              # TREC-6, seed 42
-    python experiments/ablations.py --home runs/ --pretrain wt2-cpu-e3 --seeds 1 2  # more seeds, appended
+    python -m experiments.ablations --home runs/ --pretrain wt2-cpu-e3              # TREC-6, seed 42
+    python -m experiments.ablations --home runs/ --pretrain wt2-cpu-e3 --seeds 1 2  # more seeds, appended
 
 TREC-6 by default: the paper reports it in its ablation tables, and a variant takes minutes on a CPU, so all
-six fit one session. Every variant uses the same epochs, LRs and batch size as ``full`` (from trec_cpu.py);
-only the named part changes:
+six fit one session. ``full`` is the TREC-6 recipe of experiments/trec_cpu.py
+(conf/experiment/trec_cpu_{lm_finetune,classify}.yaml); every variant uses its epochs, LRs and batch size and
+changes only the named part (``VARIANTS``: overrides on top of that recipe):
 
 * no discriminative LRs: ``train.discr_factor=1`` in LM fine-tuning and classification;
 * no STLR: ``train.schedule=constant`` (the same peak LR, flat) in both;
@@ -22,8 +23,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import SHARED_DATA, append_result, entry_metrics, hardware, has_entry, stamp, ulmfit
-from trec_cpu import CLASSIFY, FINETUNE
+from experiments.common import (SHARED_DATA, append_result, entry_metrics, hardware, recipe, recipe_text, run_step,
+                                stamp)
 
 N_PHASES = 4  # gradual unfreezing phases of the AWD-LSTM classifier (5 layer groups) before `epochs` with all
 
@@ -38,45 +39,54 @@ VARIANTS = {
 }
 
 
+def plan(variant: str, seed: int, pretrain: str, trec: Path) -> list[tuple[str, str, list[str]]]:
+    """(stage, entry name, overrides) of the variant's steps: its LM (shared by variants that change only the
+    classifier; none without LM fine-tuning), then its classifier."""
+    lm_over, clas_over, lm_key = VARIANTS[variant]
+    ft, clas = f"ablation-{lm_key}-s{seed}-ft", f"ablation-{variant}-s{seed}-clas"
+    steps = []
+    if lm_over is not None:
+        parent = [] if "stage.parent=none" in lm_over else [f"stage.parent={pretrain}"]
+        steps.append(("lm_finetune", ft, ["experiment=trec_cpu_lm_finetune", f"data.root={trec}", *parent,
+                                          *lm_over, f"seed={seed}"]))
+    parent = f"stage.parent={pretrain if lm_over is None else ft}"
+    if variant == "no_gradual_unfreezing":  # every layer, for as many epochs as `full` trains in all
+        clas_over = [*clas_over, f"train.epochs={recipe('trec_cpu_classify')['train.epochs'] + N_PHASES}"]
+    steps.append(("classify", clas, ["experiment=trec_cpu_classify", f"data.root={trec}", parent, *clas_over,
+                                     f"seed={seed}"]))
+    return steps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path("runs"))
     ap.add_argument("--trec", default=str(SHARED_DATA / "trec"))
-    ap.add_argument("--pretrain", required=True, help="WikiText-2 pretrain entry (experiments/wikitext2_cpu.py)")
+    ap.add_argument("--pretrain", required=True, help="WikiText-2 pretrain entry (python -m experiments.wikitext2_cpu)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = ap.parse_args()
     home, log = args.home.resolve(), args.home.resolve() / "ablations.log"
     home.mkdir(parents=True, exist_ok=True)
-    data = ["data=trec", f"data.root={Path(args.trec).resolve()}", "train.precision=fp32"]
-    epochs_all = int(next(o for o in CLASSIFY if o.startswith("train.epochs=")).split("=")[1]) + N_PHASES
 
     for seed in args.seeds:
         for variant in args.variants:
-            lm_over, clas_over, lm_key = VARIANTS[variant]
-            ft, clas = f"ablation-{lm_key}-s{seed}-ft", f"ablation-{variant}-s{seed}-clas"
-            if lm_over is not None and not has_entry(home, "lm_finetune", ft):
-                parent = [] if "stage.parent=none" in lm_over else [f"stage.parent={args.pretrain}"]
-                ulmfit("stage=lm_finetune", *data, *parent, f"run_name={ft}", *FINETUNE, *lm_over, f"seed={seed}",
-                       home=home, log=log)
-            if not has_entry(home, "classify", clas):
-                parent = [f"stage.parent={args.pretrain}"] if lm_over is None else [f"stage.parent={ft}"]
-                extra = [f"train.epochs={epochs_all}"] if variant == "no_gradual_unfreezing" else []
-                ulmfit("stage=classify", *data, *parent, f"run_name={clas}", *CLASSIFY, *clas_over, *extra,
-                       f"seed={seed}", home=home, log=log)
-            c = entry_metrics(home, "classify", clas)
-            f = entry_metrics(home, "lm_finetune", ft) if lm_over is not None else None
+            steps = plan(variant, seed, args.pretrain, Path(args.trec).resolve())
+            for stage, name, overrides in steps:
+                run_step(home, stage, name, *overrides, log=log)
+            m = {stage: entry_metrics(home, stage, name) for stage, name, _ in steps}
+            c, f = m["classify"], m.get("lm_finetune")
             row = {"date": stamp(), "dataset": "trec-6", "variant": variant, "seed": seed,
                    "lm_ppl_after": round(f["valid_perplexity"], 1) if f else "",
                    "valid_error_pct": round(100 * (1 - c["valid_accuracy"]), 2),
                    "test_error_pct": round(100 * c["test_error_rate"], 2),
                    "lm_train_s": round(f["train_seconds"]) if f else 0, "clas_train_s": round(c["train_seconds"])}
             md = append_result("ablations", row, "Ablations of ULMFiT on TREC-6 (CPU)", (
-                f"Generated by `python experiments/ablations.py` on {hardware()}.\n\n"
+                f"Generated by `python -m experiments.ablations` on {hardware()}.\n\n"
                 f"Every variant: WikiText-2 LM `{args.pretrain}` (`awd_lstm_cpu`), LM fine-tuning "
-                f"`{' '.join(FINETUNE)}`, classifier `{' '.join(CLASSIFY)}` (the TREC-6 recipe of trec_cpu.py); only "
-                "the named part changes (see the script's docstring). Error rates in %; test = TREC_10 (500 "
-                "questions), valid = 10% of the training questions. Times: wall seconds of training."))
+                f"{recipe_text('trec_cpu_lm_finetune')}, classifier {recipe_text('trec_cpu_classify')} (the TREC-6 "
+                "recipe of trec_cpu.py); only the named part changes (see the script's docstring). Error rates in %; "
+                "test = TREC_10 (500 questions), valid = 10% of the training questions. Times: wall seconds of "
+                "training."))
             print(md)
 
 

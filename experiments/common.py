@@ -1,7 +1,15 @@
-"""Helpers for experiment scripts: run CLI stages, time them, describe the machine, write results."""
+"""What the experiment scripts and the benchmarks share: running ``python -m <module>`` (``ulmfit`` above all) in
+a fresh process, the recipes in conf/experiment/, the store entries a run wrote, the results tables, and the
+machine's description (``hardware``, from ``ulmfit.report``).
+
+The ulmfit modules that pull in torch/fastai are imported where they are used, so that ``--help`` and the
+benchmarks' parent process stay light.
+"""
 
 from __future__ import annotations
 
+import argparse
+import csv
 import datetime as dt
 import os
 import subprocess
@@ -11,75 +19,155 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ulmfit.allocator import preload_env
-from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
-from ulmfit.report import hardware
-from ulmfit.store import Store
+from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "entry_config", "entry_lineage", "entry_metrics", "entry_parent", "experiment_parser", "has_entry", "hardware", "stamp",
-           "ulmfit"]
+from ulmfit.config import CONF_DIR
+from ulmfit.report import hardware
+
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "as_overrides", "entry_config", "entry_lineage",
+           "entry_metrics", "entry_parent", "experiment_parser", "hardware", "has_entry", "recipe", "recipe_text",
+           "run_module", "run_step", "run_ulmfit", "stamp"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
 SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data next to the checkout, wherever the script runs from
 
 
-def ulmfit(*args: str, home: Path, log: Path | None = None) -> float:
-    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return wall seconds; raise on failure.
-    A run that was interrupted (its per-epoch checkpoint exists) is continued with ``resume=true``."""
-    t0 = time.perf_counter()
-    opts = dict(a.split("=", 1) for a in args if "=" in a)
-    if latest_checkpoint(checkpoint_dir(home / "store", opts.get("stage", ""), opts.get("run_name", ""))):
-        args = (*args, "resume=true")
-    cmd = [sys.executable, "-m", "ulmfit", *args]
+# --------------------------------------------------------------------------------------------- subprocesses
+def run_module(module: str, *args: str, env: dict[str, str] | None = None, log: Path | None = None,
+               timeout: float | None = None) -> str:
+    """Run ``python -m <module> <args>`` from the repository root in a fresh process, with ``env`` added to this
+    process's environment, and return its stdout. With ``log``, stdout and stderr are appended to that file as
+    they come (``tail -f`` shows progress) and nothing is returned. A failure exits with the output's tail."""
+    cmd = [sys.executable, "-m", module, *args]
     print("$", " ".join(cmd), flush=True)
-    # The log is written as the stage runs (progress visible with `tail -f`); jemalloc/tcmalloc when installed,
-    # because under glibc malloc a long CPU run's memory grows without bound (ulmfit.allocator).
-    env = preload_env({**os.environ, "ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"})
-    with open(log, "a+") if log else tempfile.TemporaryFile("w+") as fh:
+    full_env = {**os.environ, **(env or {})}
+    if log is None:
+        proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        return proc.stdout
+    with open(log, "a+") as fh:
         start = fh.tell()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(cmd, cwd=REPO, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout)
         if proc.returncode != 0:
             fh.seek(start)
-            sys.exit(f"step failed ({proc.returncode}): {' '.join(args)}\n{fh.read()[-3000:]}")
+            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{fh.read()[-3000:]}")
+    return ""
+
+
+def run_ulmfit(*args: str, home: Path, log: Path | None = None, allocator: bool = True) -> float:
+    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return its wall seconds; exit on failure.
+
+    ``allocator``: preload jemalloc/tcmalloc where installed, because under glibc malloc a long CPU run's memory
+    grows without bound (``ulmfit.allocator``); the benchmarks pass False to measure the process as it comes.
+    A run that was interrupted (a checkpoint of ``stage``/``run_name`` exists) continues with ``resume=true``."""
+    from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
+    opts = dict(a.split("=", 1) for a in args if "=" in a)
+    if opts.get("stage") and opts.get("run_name") and \
+            latest_checkpoint(checkpoint_dir(home / "store", opts["stage"], opts["run_name"])):
+        args = (*args, "resume=true")
+    env = {"ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    if allocator:
+        from ulmfit.allocator import preload_env
+        env = preload_env({**os.environ, **env})
+    t0 = time.perf_counter()
+    if log is None:  # keep the output out of the console, and show its tail on failure
+        with tempfile.TemporaryDirectory() as tmp:
+            run_module("ulmfit", *args, env=env, log=Path(tmp) / "ulmfit.log")
+    else:
+        run_module("ulmfit", *args, env=env, log=log)
     return time.perf_counter() - t0
 
 
-def experiment_parser(doc: str, dataset: str, tag: str):
-    """The options every pretrain -> fine-tune -> classify script shares."""
-    import argparse
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
-    ap.add_argument(f"--{dataset}", default=str(SHARED_DATA / dataset))
-    ap.add_argument("--wikitext", default=str(SHARED_DATA / "wikitext-2"))
-    ap.add_argument("--pretrain", help="existing pretrain entry name (default: pretrain now)")
-    ap.add_argument("--tag", default=tag, help="prefix of the entries this run writes")
-    ap.add_argument("--seed", type=int, default=42)
-    return ap
+def run_step(home: Path, stage: str, name: str, *overrides: str, log: Path | None = None) -> float | None:
+    """``python -m ulmfit stage=<stage> run_name=<name> <overrides>`` unless the store entry ``stage/name``
+    exists (a rerun continues where an interrupted session stopped); wall seconds, or None when skipped."""
+    if has_entry(home, stage, name):
+        print(f"= {stage}/{name} exists, skipped", flush=True)
+        return None
+    return run_ulmfit(f"stage={stage}", f"run_name={name}", *overrides, home=home, log=log)
 
 
+# --------------------------------------------------------------------------------------------- recipes
+def recipe(name: str) -> dict[str, Any]:
+    """The values ``conf/experiment/<name>.yaml`` sets, flat (``{"train.lr": 0.01, ...}``), after those of the
+    experiments it extends; its group choices (``override /data: imdb``) and run name are not included."""
+    cfg = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml")
+    values: dict[str, Any] = {}
+    for parent in cfg.get("defaults", []):
+        if isinstance(parent, str) and parent != "_self_":  # another experiment this one extends
+            values.update(recipe(parent))
+    body = {k: v for k, v in OmegaConf.to_container(cfg, resolve=False).items() if k not in ("defaults", "run_name")}
+    values.update(_flat(body))
+    return values
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """``{"train.lr": 0.01, "data.n_train": None}`` -> ``["train.lr=0.01", "data.n_train=null"]``."""
+    def text(v: Any) -> str:
+        if isinstance(v, list):
+            return "[" + ",".join(text(x) for x in v) + "]"
+        return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+    return [f"{k}={text(v)}" for k, v in values.items()]
+
+
+def recipe_text(name: str) -> str:
+    """``experiment=<name>`` and the values it sets, for a results description."""
+    return f"`experiment={name}` ({' '.join(as_overrides(recipe(name)))})"
+
+
+# --------------------------------------------------------------------------------------------- store entries
 def has_entry(home: Path, stage: str, name: str) -> bool:
     """A complete store entry (lineage.json is written last)."""
+    from ulmfit.store import Store
     return Store(home / "store").has(stage, name)
 
 
 def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:
+    from ulmfit.store import Store
     return Store(home / "store").get(stage, name).metrics
 
 
-def entry_config(home: Path, stage: str, name: str) -> dict[str, Any]:
+def entry_config(home: Path, stage: str, name: str) -> DictConfig:
     """The resolved config a store entry was trained with."""
-    from omegaconf import OmegaConf
-    return OmegaConf.to_container(Store(home / "store").get(stage, name).config())
+    from ulmfit.store import Store
+    return Store(home / "store").get(stage, name).config()
 
 
 def entry_lineage(home: Path, stage: str, name: str) -> dict[str, Any]:
+    from ulmfit.store import Store
     return Store(home / "store").get(stage, name).lineage
 
 
 def entry_parent(home: Path, stage: str, name: str) -> str:
     """The name of the entry this one started from (its lineage), or "" for none."""
     return (entry_lineage(home, stage, name).get("parent") or {}).get("name", "")
+
+
+# --------------------------------------------------------------------------------------------- scripts, results
+def experiment_parser(doc: str, dataset: str, tag: str, pretrain: str | None = None) -> argparse.ArgumentParser:
+    """The options every pretrain -> fine-tune -> classify script shares."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
+    ap.add_argument(f"--{dataset}", default=str(SHARED_DATA / dataset))
+    ap.add_argument("--wikitext", default=str(SHARED_DATA / "wikitext-2"))
+    ap.add_argument("--pretrain", default=pretrain, help="the WikiText-2 pretrain entry to start from, trained "
+                    f"first if the store has none of that name (default: {pretrain or '<tag>-pretrain'})")
+    ap.add_argument("--tag", default=tag, help="prefix of the entries this run writes (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=42)
+    return ap
 
 
 def stamp() -> str:
@@ -92,7 +180,6 @@ def append_result(name: str, row: dict[str, Any], title: str, description: str, 
     With ``key``, an earlier row with the same value in that column is replaced (a rerun refreshes its row
     instead of repeating it). A row with new columns widens the table; older rows leave them empty.
     """
-    import csv
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.csv"
     rows = []

@@ -1,6 +1,6 @@
 """Regenerate the embedded sample in ulmfit/sample_data/ from the full datasets.
 
-    python experiments/make_sample.py --shared ../shared/data
+    python -m experiments.make_sample --shared ../shared/data
 
 WikiText-2: the first articles of train/valid/test (cut at article boundaries, original format).
 IMDB: a seeded, label-balanced random draw of train/test reviews plus unlabelled ones (same CSV form).
@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import SHARED_DATA
+from experiments.common import REPO, SHARED_DATA
+from ulmfit.data.readers import open_text
 
-OUT = Path(__file__).resolve().parents[1] / "ulmfit" / "sample_data"
+OUT = REPO / "ulmfit" / "sample_data"
 HEADING = re.compile(r"^ = [^=].* = $")
 
 
 def head_articles(src: Path, max_chars: int) -> str:
-    opener = lzma.open if src.suffix == ".xz" else open
     lines, size = [], 0
-    with opener(src, "rt", encoding="utf-8") as fh:
+    with open_text(src) as fh:
         for line in fh:
             if HEADING.match(line.rstrip("\n")) and size >= max_chars:
                 break

@@ -1,8 +1,8 @@
 """Plots (PNG) from store entries and results CSVs: loss curves and every layer group's LR over the steps of a
 run, and the sample-efficiency curve. Writes into experiments/results/.
 
-    python experiments/plots.py --home runs/ --entries lm_finetune/imdb-cpu-ft classify/imdb-cpu-clas
-    python experiments/plots.py --sample-efficiency
+    python -m experiments.plots --home runs/ --entries lm_finetune/imdb-cpu-ft classify/imdb-cpu-clas
+    python -m experiments.plots --sample-efficiency
 
 Curves come from the entry's ``curves.json`` (recorded by every training stage: per step the training loss
 and each parameter group's LR; per epoch the validation loss), so any finished run can be plotted.
@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import RESULTS  # noqa: E402
+from experiments.common import RESULTS  # noqa: E402
 
 
 def curves_plot(entry_dir: Path, out: Path | None = None) -> Path:

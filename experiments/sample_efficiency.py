@@ -3,22 +3,23 @@ TF-IDF, a classifier trained from scratch, ULMFiT supervised (LM fine-tuned on t
 ULMFiT semi-supervised (LM fine-tuned on all texts incl. the 50k unlabelled ones). Writes
 experiments/results/sample_efficiency.{csv,md,png}.
 
-    python experiments/sample_efficiency.py --home runs/ --pretrain wt2-cpu-e3 --semi-lm imdb-cpu-ft
-    python experiments/sample_efficiency.py --home runs/ ... --sizes 100 500 --seeds 1 2 3   # a part of it
+    python -m experiments.sample_efficiency --home runs/ --pretrain wt2-cpu-e3 --semi-lm imdb-cpu-ft
+    python -m experiments.sample_efficiency --home runs/ ... --sizes 100 500 --seeds 1 2 3   # a part of it
 
-``--semi-all`` names imdb_cpu.py's classifier (e.g. ``imdb-cpu2-clas``): with all labels ULMFiT semi-supervised
-*is* that run (same LM, training set and recipe; its row shows the seed it ran with), so its entry is reported
-instead of training it again (42 min).
+``--semi-all`` names experiments.imdb_cpu's classifier (e.g. ``imdb-cpu2-clas``): with all labels ULMFiT
+semi-supervised *is* that run (same LM, training set and recipe; its row shows the seed it ran with), so its entry
+is reported instead of training it again (42 min).
 
-``--semi-lm`` is the IMDB LM of experiments/imdb_cpu.py (train + unsup). Labelled subsets are seeded draws
+``--semi-lm`` is the IMDB LM of experiments.imdb_cpu (train + unsup). Labelled subsets are seeded draws
 from the 22,500 training reviews left after the 2,500-review validation hold-out (``data.n_train``), the same
-for every method; "all" = all 22,500. The classifier recipe is imdb_cpu.py's with more epochs on small sets
-(``final_epochs``: 10 up to 500 labels, 5 for 1,000, imdb_cpu's 3 above; batch size ``clas_bs``: 16 up to 500,
-32 up to 5,000, else 64) and the supervised LM is fine-tuned for ``lm_epochs`` (10 up to 1,000 labels, 3 for
+for every method; "all" = all 22,500. The classifier recipe is imdb_cpu's (experiment=imdb_cpu_classify) with
+more epochs on small sets (``final_epochs``: 10 up to 500 labels, 5 for 1,000, imdb_cpu's 3 above; batch size
+``clas_bs``: 16 up to 500, 32 up to 5,000, else 64); the supervised LM (experiment=imdb_cpu_labelled_lm:
+imdb_cpu's LM recipe on the labelled texts only) is fine-tuned for ``lm_epochs`` (10 up to 1,000 labels, 3 for
 5,000, 1 for all) so that small sets still see a few hundred steps.
-The neural runs validate on a seeded 500 of the 2,500 held-out reviews (imdb_cpu's ``VALIDATION``: a 100-label run
-has up to 14 epochs, and a full validation pass costs more than its training; the training pool and the full
-25,000-review test set are unchanged, so the TF-IDF rows, which need no validation, stay comparable).
+The neural runs validate on a seeded 500 of the 2,500 held-out reviews (``data.n_valid`` in both recipes: a
+100-label run has up to 14 epochs, and a full validation pass costs more than its training; the training pool and
+the full 25,000-review test set are unchanged, so the TF-IDF rows, which need no validation, stay comparable).
 Resumable: runs whose store entry exists are not repeated; each finished run appends its CSV row at once.
 """
 
@@ -29,32 +30,38 @@ import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
-from common import (RESULTS, SHARED_DATA, append_result, entry_config, entry_lineage, entry_metrics, entry_parent,
-                    hardware, has_entry, stamp, ulmfit)
-from imdb_cpu import CLASSIFY, FINETUNE, PRECISION, VALIDATION
+from experiments.common import (RESULTS, SHARED_DATA, append_result, as_overrides, entry_config, entry_lineage,
+                                entry_metrics, entry_parent, hardware, has_entry, recipe, run_step, stamp)
 
 METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
 ALL = 0  # n_train=0 on the command line: every labelled training review
-CLASSIFY_EPOCHS = int(next(o.split("=")[1] for o in CLASSIFY if o.startswith("train.epochs=")))
 
 
 def final_epochs(n: int) -> int:
-    return 10 if 0 < n <= 500 else 5 if 0 < n <= 1000 else CLASSIFY_EPOCHS
+    return 10 if 0 < n <= 500 else 5 if 0 < n <= 1000 else recipe("imdb_cpu_classify")["train.epochs"]
 
 
-def reused_semi_all(home: Path, name: str, semi_lm: str, recipe: list[str]) -> str:
-    """Check that ``name`` (imdb_cpu.py's classifier) is the run this script would make with ``recipe`` (its
-    overrides) from ``semi_lm``, and return it."""
+def classifier(n: int) -> dict[str, Any]:
+    """What a classifier on ``n`` labels changes in experiment=imdb_cpu_classify."""
+    return {"train.epochs": final_epochs(n), "train.bs": clas_bs(n)}
+
+
+def reused_semi_all(home: Path, name: str, semi_lm: str, n: int) -> str:
+    """Check that ``name`` (experiments.imdb_cpu's classifier) is the run this script would make on ``n`` labels
+    from ``semi_lm`` (the values experiment=imdb_cpu_classify sets, and ``classifier(n)``), and return it."""
     if not has_entry(home, "classify", name):
-        sys.exit(f"--semi-all {name}: no classify entry of that name in {home / 'store'}; run experiments/imdb_cpu.py "
-                 "first or leave --semi-all out to train it here.")
-    cfg = OmegaConf.create(entry_config(home, "classify", name))
-    overrides = (o.split("=", 1) for o in recipe if not o.startswith("seed="))
-    differ = [f"{key}={OmegaConf.select(cfg, key)} (expected {value})" for key, value in overrides
-              if OmegaConf.select(cfg, key) != OmegaConf.create(f"v: {value}").v]  # parsed as Hydra parses it
+        sys.exit(f"--semi-all {name}: no classify entry of that name in {home / 'store'}; run "
+                 "`python -m experiments.imdb_cpu` first or leave --semi-all out to train it here.")
+    cfg = entry_config(home, "classify", name)
+    # train.precision=auto is not compared: it picks bf16 or fp32 by machine, and the lineage records which ran
+    expected = {**recipe("imdb_cpu_classify"), "data.n_train": n or None, **classifier(n)}
+    expected.pop("train.precision", None)
+    differ = [f"{key}={OmegaConf.select(cfg, key)} (expected {value})" for key, value in expected.items()
+              if OmegaConf.select(cfg, key) != value]
     if (parent := entry_parent(home, "classify", name)) != semi_lm:
         differ.append(f"parent {parent} (expected {semi_lm})")
     if differ:
@@ -127,11 +134,29 @@ def write_summary(csv_path: Path | None = None) -> Path:
     out = csv_path.with_name("sample_efficiency_summary.md")
     out.write_text("# Sample efficiency on IMDB: test accuracy (%) by number of labelled reviews\n\n"
                    "Summarised from `sample_efficiency.csv` (one row per run, with its date, seed and time) by "
-                   "`python experiments/sample_efficiency.py --summary`; 25,000 test reviews.\n\n" + summary_table(rows)
+                   "`python -m experiments.sample_efficiency --summary`; 25,000 test reviews.\n\n" + summary_table(rows)
                    + "\n## Against the CPU-recipe targets\n\nMean over seeds of the better ULMFiT variant; "
                    "all labels = the 22,500 training reviews left after the validation hold-out.\n\n"
                    + targets_table(rows))
     return out
+
+
+def plan(method: str, n: int, seed: int, imdb: Path, pretrain: str, semi_lm: str) -> list[tuple[str, str, list[str]]]:
+    """(stage, entry name, overrides) of one run: ``method`` on ``n`` labelled reviews (0: all) drawn with ``seed``;
+    the last step is the one reported (ULMFiT supervised fine-tunes its own LM first)."""
+    tag = f"se-n{n or 'all'}-s{seed}"
+    subset = [f"data.root={imdb}", f"data.n_train={n or 'null'}", f"seed={seed}"]
+    if method == "tfidf":
+        return [("tfidf", f"{tag}-tfidf", ["data=imdb", *subset])]
+    steps = []
+    if method == "ulmfit_supervised":
+        steps.append(("lm_finetune", f"{tag}-lm", ["experiment=imdb_cpu_labelled_lm", *subset,
+                                                   f"stage.parent={pretrain}", f"train.epochs={lm_epochs(n)}"]))
+    parent = {"scratch": "stage.parent_stage=none", "ulmfit_semi_supervised": f"stage.parent={semi_lm}",
+              "ulmfit_supervised": f"stage.parent={tag}-lm"}[method]
+    steps.append(("classify", f"{tag}-{method}", ["experiment=imdb_cpu_classify", *subset, parent,
+                                                  *as_overrides(classifier(n))]))
+    return steps
 
 
 def done(name: str) -> bool:
@@ -147,11 +172,12 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=Path("runs"))
     ap.add_argument("--imdb", default=str(SHARED_DATA / "imdb"))
     ap.add_argument("--pretrain", help="WikiText-2 pretrain entry (required unless --summary)")
-    ap.add_argument("--semi-lm", help="lm_finetune entry trained on IMDB train+unsup (imdb_cpu.py)")
+    ap.add_argument("--semi-lm", help="lm_finetune entry trained on IMDB train+unsup (experiments.imdb_cpu)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 500, 1000, 5000, ALL])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds for sizes <= 1000")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    ap.add_argument("--semi-all", help="imdb_cpu.py's classify entry, reported as the all-label semi-supervised run")
+    ap.add_argument("--semi-all", help="experiments.imdb_cpu's classify entry, reported as the all-label "
+                    "semi-supervised run")
     ap.add_argument("--summary", action="store_true", help="only rewrite the summary table and the plot from the CSV")
     args = ap.parse_args()
     if args.summary:
@@ -161,37 +187,21 @@ def main() -> None:
         ap.error("--pretrain and --semi-lm are required to run (only --summary works without them)")
     home, log = args.home.resolve(), args.home.resolve() / "sample_efficiency.log"
     home.mkdir(parents=True, exist_ok=True)
-    data = ["data=imdb", f"data.root={Path(args.imdb).resolve()}"]
-    clas_recipe = [o for o in CLASSIFY if not o.startswith(("train.epochs=", "train.bs="))]
-
-    def classifier(n: int) -> list[str]:
-        return [*clas_recipe, *VALIDATION, f"train.epochs={final_epochs(n)}", f"train.bs={clas_bs(n)}"]
-    ft_recipe = [o for o in FINETUNE if not o.startswith(("train.epochs=", "stage.lm_parts="))]
+    imdb = Path(args.imdb).resolve()
 
     for n in args.sizes:
         for seed in (args.seeds if 0 < n <= 1000 else args.seeds[:1]):
-            subset = [f"data.n_train={n or 'null'}", f"seed={seed}"]
-            tag = f"se-n{n or 'all'}-s{seed}"
             for method in args.methods:
-                name = f"{tag}-{method}"
-                stage = "tfidf" if method == "tfidf" else "classify"
                 if method == "ulmfit_semi_supervised" and n == ALL and args.semi_all:
-                    name = reused_semi_all(home, args.semi_all, args.semi_lm, [*subset, *classifier(n)])
+                    name, stage = reused_semi_all(home, args.semi_all, args.semi_lm, n), "classify"
+                    steps = []
+                else:
+                    steps = plan(method, n, seed, imdb, args.pretrain, args.semi_lm)
+                    stage, name, _ = steps[-1]
                 if done(name):
                     continue
-                if not has_entry(home, stage, name):
-                    if method == "tfidf":
-                        ulmfit("stage=tfidf", *data, *subset, f"run_name={name}", home=home, log=log)
-                    else:
-                        parent = {"scratch": ["stage.parent_stage=none"],
-                                  "ulmfit_semi_supervised": [f"stage.parent={args.semi_lm}"],
-                                  "ulmfit_supervised": [f"stage.parent={tag}-lm"]}[method]
-                        if method == "ulmfit_supervised" and not has_entry(home, "lm_finetune", f"{tag}-lm"):
-                            ulmfit("stage=lm_finetune", *data, *subset, f"stage.parent={args.pretrain}",
-                                   "stage.lm_parts=[train]", "stage.lm_only_labelled=true", *ft_recipe, *VALIDATION,
-                                   f"train.epochs={lm_epochs(n)}", *PRECISION, f"run_name={tag}-lm", home=home, log=log)
-                        ulmfit("stage=classify", *data, *subset, *parent, *classifier(n), *PRECISION,
-                               f"run_name={name}", home=home, log=log)
+                for step_stage, step_name, overrides in steps:
+                    run_step(home, step_stage, step_name, *overrides, log=log)
                 m = entry_metrics(home, stage, name)
                 row = {"date": stamp(), "entry": name, "method": method, "n_train": m["n_train"],
                        "seed": entry_config(home, stage, name)["seed"],
@@ -199,7 +209,7 @@ def main() -> None:
                        "lm_entry": entry_parent(home, stage, name),
                        "precision": entry_lineage(home, stage, name).get("precision", "")}
                 append_result("sample_efficiency", row, "Sample efficiency on IMDB (CPU)", (
-                    "Generated by `python experiments/sample_efficiency.py`, one row per run, appended across "
+                    "Generated by `python -m experiments.sample_efficiency`, one row per run, appended across "
                     "sessions so rows may come from different machines (the precision column says bf16 or fp32); "
                     f"this header was last written on {hardware()}.\n\n"
                     f"Pretrained LM `{args.pretrain}`, semi-supervised LM `{args.semi_lm}`; recipes in the script's "
@@ -207,12 +217,12 @@ def main() -> None:
                     "stage's training; lm_entry = the fine-tuned LM the classifier started from; precision = what "
                     "train.precision=auto ran as (empty for TF-IDF, and for neural rows written before it was recorded: "
                     "those ran bf16). "
-                    "Plot: sample_efficiency.png (`python experiments/plots.py`)."), key="entry")
+                    "Plot: sample_efficiency.png (`python -m experiments.plots`)."), key="entry")
     report()
 
 
 def report() -> None:
-    from plots import sample_efficiency_plot
+    from experiments.plots import sample_efficiency_plot
     print("summary:", write_summary())
     print("plot:", sample_efficiency_plot())
 

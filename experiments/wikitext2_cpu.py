@@ -1,8 +1,8 @@
 """Pretraining on the real WikiText-2 with the CPU-sized AWD-LSTM (`experiment=wikitext2_cpu`), plus the
 token-cache timing (cold tokenization vs. a cache hit). Writes experiments/results/wikitext2_cpu.{md,csv}.
 
-    python experiments/wikitext2_cpu.py --home runs/                  # trains (~1.5 h on 2 cores, 3 epochs)
-    python experiments/wikitext2_cpu.py --home runs/ --entry NAME     # report an entry trained with that recipe
+    python -m experiments.wikitext2_cpu --home runs/                  # trains (~1.5 h on 2 cores, 3 epochs)
+    python -m experiments.wikitext2_cpu --home runs/ --entry NAME     # report an entry trained with that recipe
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED_DATA, append_result, entry_metrics, hardware, stamp, ulmfit
+from experiments.common import SHARED_DATA, append_result, entry_metrics, hardware, run_step, stamp
 
 
 def cache_timing(wikitext: Path) -> tuple[float, float]:
@@ -37,8 +37,8 @@ def main() -> None:
     home = args.home.resolve()
     name = args.entry or f"wt2-cpu-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.entry is None:
-        ulmfit("experiment=wikitext2_cpu", f"data.root={args.wikitext.resolve()}", f"run_name={name}", home=home,
-               log=home / f"{name}.log")
+        run_step(home, "pretrain", name, "experiment=wikitext2_cpu", f"data.root={args.wikitext.resolve()}",
+                 log=home / f"{name}.log")
     m = entry_metrics(home, "pretrain", name)
     cold, warm = cache_timing(args.wikitext.resolve())
     row = {"date": stamp(), "entry": name, "epochs": m["epochs"], "train_tokens": m["train_tokens"],
@@ -47,7 +47,7 @@ def main() -> None:
            "tokens_per_s": round(m["tokens_per_second"]), "tokenize_cold_s": round(cold, 1),
            "tokenize_cached_s": round(warm, 2)}
     print(append_result("wikitext2_cpu", row, "WikiText-2 pretraining on CPU", (
-        f"`python experiments/wikitext2_cpu.py` on {hardware()}.\n"
+        f"`python -m experiments.wikitext2_cpu` on {hardware()}.\n"
         "Recipe `experiment=wikitext2_cpu`: `awd_lstm_cpu` (emb 200, 3×576), one-cycle LR 1e-2, drop_mult 0.3, "
         "bs 64, bptt 70, Adam(0.7, 0.99), fp32. Perplexities on the official valid/test splits "
         "(fastai tokenization, vocab min_freq 3). Training time includes per-epoch validation; "

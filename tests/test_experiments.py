@@ -1,13 +1,19 @@
-"""The results tables the experiment scripts write (experiments/common.py)."""
+"""The experiment scripts: the recipes they run (conf/experiment/), the results tables they write
+(experiments/common.py), and that they run as ``python -m experiments.<script>``."""
 
 import csv
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-import common  # noqa: E402
+from experiments import ablations, common, imdb_cpu, sample_efficiency, trec_cpu
+from ulmfit.config import compose
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -39,8 +45,19 @@ def test_without_a_key_rows_accumulate(results):
     assert not list(results.glob("*.tmp"))
 
 
+def test_run_step_runs_the_cli_once_then_skips_its_entry(tmp_path):
+    """The shared runner: ``python -m ulmfit`` in a fresh process with ULMFIT_HOME, its output in the log; a rerun
+    skips a step whose entry exists; a failing step exits with the tail of its output."""
+    log = tmp_path / "steps.log"
+    seconds = common.run_step(tmp_path, "tfidf", "t", "tokenizer.n_workers=0", log=log)  # the embedded IMDB sample
+    assert seconds > 0 and common.has_entry(tmp_path, "tfidf", "t") and "test_accuracy" in log.read_text()
+    assert common.run_step(tmp_path, "tfidf", "t", log=log) is None
+    assert common.entry_metrics(tmp_path, "tfidf", "t")["n_test"] == 1000
+    with pytest.raises(SystemExit, match=r"(?s)failed \(\d\): .*no_such_group.*Could not override"):
+        common.run_step(tmp_path, "tfidf", "u", "no_such_group=x")
+
+
 def test_sample_efficiency_summary_averages_seeds_per_method_and_size():
-    import sample_efficiency
     rows = [{"method": m, "n_train": n, "test_accuracy": a} for m, n, a in [
         ("tfidf", "100", "0.60"), ("tfidf", "100", "0.70"), ("tfidf", "500", "0.80"),
         ("ulmfit_semi_supervised", "100", "0.655"), ("ulmfit_semi_supervised", "22500", "0.8967")]]
@@ -52,7 +69,6 @@ def test_sample_efficiency_summary_averages_seeds_per_method_and_size():
 
 
 def test_sample_efficiency_targets_compare_the_best_ulmfit_variant():
-    import sample_efficiency
     rows = [{"method": m, "n_train": n, "test_accuracy": a} for m, n, a in [
         ("ulmfit_supervised", "100", "0.70"), ("ulmfit_semi_supervised", "100", "0.74"),
         ("ulmfit_semi_supervised", "100", "0.78"), ("tfidf", "100", "0.64"),
@@ -63,63 +79,52 @@ def test_sample_efficiency_targets_compare_the_best_ulmfit_variant():
     assert len(table) == 4  # 1,000 labels never ran: no row
 
 
-# The recipes as the scripts composed them before they moved to conf/experiment/ (seed 42 unless set; the stage,
-# run name, parent and data root are the scripts' own): each step's new command line must compose the same config.
+# The recipes as the scripts composed them before they moved to conf/experiment/ (entry names as the scripts'
+# plans below make them): each step the scripts run now must compose the same config.
 IMDB, TREC = ["data=imdb", "data.root=/d/imdb"], ["data=trec", "data.root=/d/trec"]
 TREC_FT = ["train.epochs=10", "train.lr=4e-3", "train.bs=32", "stage.lm_parts=[train]"]
 TREC_CLAS = ["train.epochs=4", "train.lr=1e-2", "train.bs=32"]
 BEFORE = {
     "imdb_cpu pretrain": ["stage=pretrain", "run_name=p", "experiment=wikitext2_cpu", "data.root=/d/wt2",
                           "train.epochs=2", "seed=42", "train.precision=auto"],
-    "imdb_cpu lm_finetune": ["stage=lm_finetune", "run_name=f", *IMDB, "stage.parent=p", "train.epochs=1",
+    "imdb_cpu lm_finetune": ["stage=lm_finetune", "run_name=t-ft", *IMDB, "stage.parent=p", "train.epochs=1",
                              "train.lr=1e-2", "train.bs=64", "stage.lm_parts=[train,unsup]", "data.max_vocab=30000",
                              "stage.lm_tokens=12000000", "data.valid_frac=0.02", "seed=42", "train.precision=auto"],
-    "imdb_cpu classify": ["stage=classify", "run_name=c", *IMDB, "stage.parent=f", "train.epochs=3", "train.lr=1e-2",
-                          "train.bs=64", "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500",
-                          "seed=42", "train.precision=auto"],
+    "imdb_cpu classify": ["stage=classify", "run_name=t-clas", *IMDB, "stage.parent=t-ft", "train.epochs=3",
+                          "train.lr=1e-2", "train.bs=64", "train.phase_lr_mult=0.5", "train.unfreeze_phases=3",
+                          "data.n_valid=500", "seed=42", "train.precision=auto"],
+    "imdb_cpu tfidf": ["stage=tfidf", "run_name=t-tfidf", *IMDB, "seed=42"],
     "trec_cpu pretrain": ["experiment=wikitext2_cpu", "data.root=/d/wt2", "run_name=p", "seed=42",
                           "train.precision=fp32"],
-    "trec_cpu lm_finetune": ["stage=lm_finetune", *TREC, "stage.parent=p", "run_name=f", *TREC_FT, "seed=42",
+    "trec_cpu lm_finetune": ["stage=lm_finetune", *TREC, "stage.parent=p", "run_name=t-ft", *TREC_FT, "seed=42",
                              "train.precision=fp32"],
-    "trec_cpu classify": ["stage=classify", *TREC, "stage.parent=f", "run_name=c", *TREC_CLAS, "seed=42",
+    "trec_cpu classify": ["stage=classify", *TREC, "stage.parent=t-ft", "run_name=t-clas", *TREC_CLAS, "seed=42",
                           "train.precision=fp32"],
     "ablations no_stlr lm_finetune": ["stage=lm_finetune", *TREC, "train.precision=fp32", "stage.parent=p",
-                                      "run_name=f", *TREC_FT, "train.schedule=constant", "seed=7"],
-    "ablations no_gradual_unfreezing classify": ["stage=classify", *TREC, "train.precision=fp32", "stage.parent=f",
-                                                 "run_name=c", *TREC_CLAS, "train.gradual_unfreezing=false",
-                                                 "train.epochs=8", "seed=7"],
-    "sample_efficiency lm_finetune": ["stage=lm_finetune", *IMDB, "data.n_train=1000", "seed=1", "stage.parent=p",
-                                      "stage.lm_parts=[train]", "stage.lm_only_labelled=true", "train.lr=1e-2",
-                                      "train.bs=64", "data.max_vocab=30000", "data.n_valid=500", "train.epochs=10",
-                                      "train.precision=auto", "run_name=l"],
-    "sample_efficiency classify": ["stage=classify", *IMDB, "data.n_train=1000", "seed=1", "stage.parent=f",
-                                   "train.lr=1e-2", "train.phase_lr_mult=0.5", "train.unfreeze_phases=3",
-                                   "data.n_valid=500", "train.epochs=5", "train.bs=32", "train.precision=auto",
-                                   "run_name=c"],
-}
-AFTER = {
-    "imdb_cpu pretrain": ["stage=pretrain", "run_name=p", "experiment=imdb_cpu_pretrain", "data.root=/d/wt2",
-                          "seed=42"],
-    "imdb_cpu lm_finetune": ["stage=lm_finetune", "run_name=f", "experiment=imdb_cpu_lm_finetune",
-                             "data.root=/d/imdb", "stage.parent=p", "seed=42"],
-    "imdb_cpu classify": ["stage=classify", "run_name=c", "experiment=imdb_cpu_classify", "data.root=/d/imdb",
-                          "stage.parent=f", "seed=42"],
-    "trec_cpu pretrain": ["stage=pretrain", "run_name=p", "experiment=wikitext2_cpu", "data.root=/d/wt2", "seed=42"],
-    "trec_cpu lm_finetune": ["stage=lm_finetune", "run_name=f", "experiment=trec_cpu_lm_finetune",
-                             "data.root=/d/trec", "stage.parent=p", "seed=42"],
-    "trec_cpu classify": ["stage=classify", "run_name=c", "experiment=trec_cpu_classify", "data.root=/d/trec",
-                          "stage.parent=f", "seed=42"],
-    "ablations no_stlr lm_finetune": ["stage=lm_finetune", "run_name=f", "experiment=trec_cpu_lm_finetune",
-                                      "data.root=/d/trec", "stage.parent=p", "train.schedule=constant", "seed=7"],
-    "ablations no_gradual_unfreezing classify": ["stage=classify", "run_name=c", "experiment=trec_cpu_classify",
-                                                 "data.root=/d/trec", "stage.parent=f",
+                                      "run_name=ablation-no_stlr-s7-ft", *TREC_FT, "train.schedule=constant",
+                                      "seed=7"],
+    "ablations no_gradual_unfreezing classify": ["stage=classify", *TREC, "train.precision=fp32",
+                                                 "stage.parent=ablation-full-s7-ft",
+                                                 "run_name=ablation-no_gradual_unfreezing-s7-clas", *TREC_CLAS,
                                                  "train.gradual_unfreezing=false", "train.epochs=8", "seed=7"],
-    "sample_efficiency lm_finetune": ["stage=lm_finetune", "run_name=l", "experiment=imdb_cpu_labelled_lm",
-                                      "data.root=/d/imdb", "data.n_train=1000", "seed=1", "stage.parent=p",
-                                      "train.epochs=10"],
-    "sample_efficiency classify": ["stage=classify", "run_name=c", "experiment=imdb_cpu_classify",
-                                   "data.root=/d/imdb", "data.n_train=1000", "seed=1", "stage.parent=f",
-                                   "train.epochs=5", "train.bs=32"],
+    "ablations no_lm_finetuning classify": ["stage=classify", *TREC, "train.precision=fp32", "stage.parent=p",
+                                            "run_name=ablation-no_lm_finetuning-s7-clas", *TREC_CLAS,
+                                            "stage.parent_stage=pretrain", "seed=7"],
+    "ablations no_pretraining lm_finetune": ["stage=lm_finetune", *TREC, "train.precision=fp32",
+                                             "run_name=ablation-no_pretraining-s7-ft", *TREC_FT, "stage.parent=none",
+                                             "seed=7"],
+    "sample_efficiency ulmfit_supervised lm_finetune": [
+        "stage=lm_finetune", *IMDB, "data.n_train=1000", "seed=1", "stage.parent=p", "stage.lm_parts=[train]",
+        "stage.lm_only_labelled=true", "train.lr=1e-2", "train.bs=64", "data.max_vocab=30000", "data.n_valid=500",
+        "train.epochs=10", "train.precision=auto", "run_name=se-n1000-s1-lm"],
+    "sample_efficiency ulmfit_supervised classify": [
+        "stage=classify", *IMDB, "data.n_train=1000", "seed=1", "stage.parent=se-n1000-s1-lm", "train.lr=1e-2",
+        "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=5", "train.bs=32",
+        "train.precision=auto", "run_name=se-n1000-s1-ulmfit_supervised"],
+    "sample_efficiency scratch classify": [
+        "stage=classify", *IMDB, "data.n_train=null", "seed=1", "stage.parent_stage=none", "train.lr=1e-2",
+        "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=3", "train.bs=64",
+        "train.precision=auto", "run_name=se-nall-s1-scratch"],
 }
 # Key values each step must keep (a change to a default they rely on shows here).
 KEY_VALUES = {
@@ -130,21 +135,72 @@ KEY_VALUES = {
                              "stage.lm_tokens": 12_000_000, "data.valid_frac": 0.02, "train.precision": "auto"},
     "imdb_cpu classify": {"train.epochs": 3, "train.lr": 1e-2, "train.bs": 64, "train.phase_lr_mult": 0.5,
                           "train.unfreeze_phases": 3, "data.n_valid": 500, "train.precision": "auto"},
+    "trec_cpu pretrain": {"data.format": "wikitext", "train.epochs": 3, "train.precision": "fp32"},
     "trec_cpu lm_finetune": {"data.format": "trec", "train.epochs": 10, "train.lr": 4e-3, "train.bs": 32,
                              "stage.lm_parts": ["train"], "train.precision": "fp32"},
     "trec_cpu classify": {"train.epochs": 4, "train.lr": 1e-2, "train.bs": 32, "train.precision": "fp32"},
-    "sample_efficiency lm_finetune": {"stage.lm_parts": ["train"], "stage.lm_only_labelled": True,
-                                      "stage.lm_tokens": None, "data.valid_frac": 0.1, "data.n_valid": 500,
-                                      "data.max_vocab": 30000, "train.lr": 1e-2, "train.epochs": 10},
+    "ablations no_gradual_unfreezing classify": {"train.gradual_unfreezing": False, "train.epochs": 8},
+    "sample_efficiency ulmfit_supervised lm_finetune": {
+        "stage.lm_parts": ["train"], "stage.lm_only_labelled": True, "stage.lm_tokens": None, "data.valid_frac": 0.1,
+        "data.n_valid": 500, "data.max_vocab": 30000, "train.lr": 1e-2, "train.epochs": 10},
 }
+
+
+def planned(step: str) -> tuple[str, str, list[str]]:
+    """The script's (stage, entry name, overrides) for a step of BEFORE."""
+    script, *what, stage = step.split()
+    wt2, imdb, trec = Path("/d/wt2"), Path("/d/imdb"), Path("/d/trec")
+    steps = {"imdb_cpu": lambda: imdb_cpu.plan("t", "p", imdb, wt2, 42),
+             "trec_cpu": lambda: trec_cpu.plan("t", "p", trec, wt2, 42),
+             "ablations": lambda: ablations.plan(what[0], 7, "p", trec),
+             "sample_efficiency": lambda: sample_efficiency.plan(what[0], 1000 if what[0] != "scratch" else 0, 1,
+                                                                 imdb, "p", "semi")}[script]()
+    return next(s for s in steps if s[0] == stage)
 
 
 @pytest.mark.parametrize("step", list(BEFORE))
 def test_recipe_configs_compose_what_the_scripts_ran(step):
-    from omegaconf import OmegaConf
-
-    from ulmfit.config import compose
-    before, after = compose(*BEFORE[step]), compose(*AFTER[step])
-    assert OmegaConf.to_container(after) == OmegaConf.to_container(before)
+    stage, name, overrides = planned(step)
+    after = compose(f"stage={stage}", f"run_name={name}", *overrides)  # what run_step runs
+    assert OmegaConf.to_container(after) == OmegaConf.to_container(compose(*BEFORE[step]))
     for key, value in KEY_VALUES.get(step, {}).items():
         assert OmegaConf.select(after, key) == value, key
+
+
+def test_recipe_flattens_an_experiment_and_those_it_extends():
+    r = common.recipe("imdb_cpu_labelled_lm")
+    assert r["stage.lm_parts"] == ["train"] and r["stage.lm_tokens"] is None and r["train.lr"] == 1e-2
+    assert "run_name" not in common.recipe("imdb_cpu_pretrain") and common.recipe("imdb_cpu_pretrain")["train.epochs"] == 2
+    assert common.as_overrides({"a.b": [1, "x"], "c": None, "d": True}) == ["a.b=[1,x]", "c=null", "d=true"]
+    assert common.recipe_text("trec_cpu_classify") == ("`experiment=trec_cpu_classify` "
+                                                       "(train.epochs=4 train.bs=32 train.precision=fp32)")
+
+
+def test_semi_all_accepts_imdb_cpus_classifier_only_with_the_same_recipe(monkeypatch, tmp_path):
+    """--semi-all reports experiments.imdb_cpu's classifier as the all-label semi-supervised run: its config
+    (as the old override lists made it, run in bf16) must match the recipe, and its parent the semi-supervised LM."""
+    ran = ["stage=classify", *IMDB, "stage.parent=semi", "train.epochs=3", "train.lr=1e-2", "train.bs=64",
+           "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500", "seed=42", "train.precision=bf16"]
+    entry = {"cfg": compose(*ran), "parent": "semi"}
+    monkeypatch.setattr(sample_efficiency, "has_entry", lambda home, stage, name: True)
+    monkeypatch.setattr(sample_efficiency, "entry_config", lambda home, stage, name: entry["cfg"])
+    monkeypatch.setattr(sample_efficiency, "entry_parent", lambda home, stage, name: entry["parent"])
+    assert sample_efficiency.reused_semi_all(tmp_path, "imdb-cpu2-clas", "semi", sample_efficiency.ALL) == "imdb-cpu2-clas"
+    entry["cfg"] = compose(*ran, "train.unfreeze_phases=null")
+    with pytest.raises(SystemExit, match=r"train.unfreeze_phases=None \(expected 3\)"):
+        sample_efficiency.reused_semi_all(tmp_path, "imdb-cpu2-clas", "semi", sample_efficiency.ALL)
+    entry["cfg"], entry["parent"] = compose(*ran), "other-ft"
+    with pytest.raises(SystemExit, match=r"parent other-ft \(expected semi\)"):
+        sample_efficiency.reused_semi_all(tmp_path, "imdb-cpu2-clas", "semi", sample_efficiency.ALL)
+
+
+def test_scripts_run_as_modules_from_the_repository_root():
+    """``python -m experiments.<script>`` needs no sys.path set-up (the package is the repository's folder)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.imdb_cpu", "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--until" in proc.stdout and "conf/experiment/imdb_cpu_" in proc.stdout
+    import importlib
+    for script in ("make_sample", "plots", "wikitext2_cpu"):  # the others are imported above
+        importlib.import_module(f"experiments.{script}")
