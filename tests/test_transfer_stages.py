@@ -89,12 +89,17 @@ def _tiny_classifier_learner(feature_extraction: bool = False, gradual: bool = T
     vocab = ["xxunk", "xxpad"] + [f"w{i}" for i in range(54)]
     dls = clas_dataloaders(docs, docs, ["a", "b"], vocab, 8, 10, torch.device("cpu"))
     info = classifier_info(model_info(cfg.model, len(vocab), 1.0), cfg.model.head, ["a", "b"], 0.5, 10)
-    return clas_learner(dls, build_classifier(info), cfg.train), cfg.train
+    precision = resolve_precision(cfg.train.precision, torch.device("cpu"))  # as the stage resolves it, once
+    return clas_learner(dls, build_classifier(info), cfg.train, precision), cfg.train
 
 
 def test_unfreeze_phases_caps_the_partial_phases():
+    from omegaconf import OmegaConf
+    from ulmfit.config import compose as compose_config
     from ulmfit.training import unfreezing_plan
-    cfg = {"epochs": 2, "phase_epochs": 1, "gradual_unfreezing": True}
+    # classify's full train config (every key the plan reads), with the values this test depends on
+    cfg = {**OmegaConf.to_container(compose_config("stage=classify").train), "epochs": 2, "phase_epochs": 1,
+           "gradual_unfreezing": True, "feature_extraction": False, "unfreeze_phases": None}
     assert unfreezing_plan(5, cfg) == [(1, 1), (2, 1), (3, 1), (4, 1), (5, 2)]  # the paper: one group per epoch
     assert unfreezing_plan(5, {**cfg, "unfreeze_phases": 3}) == [(1, 1), (2, 1), (3, 1), (5, 2)]  # fastai's IMDB
     assert unfreezing_plan(5, {**cfg, "unfreeze_phases": 9}) == unfreezing_plan(5, cfg)

@@ -18,6 +18,7 @@ from fastai.torch_core import to_float
 from ulmfit.errors import UsageError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+RESOLVED = ("fp32", "bf16", "fp16")  # what ``auto`` becomes on a given device
 
 
 class CpuBf16Autocast(Callback):
@@ -74,9 +75,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def apply_precision(learn, precision: str):
-    """Add the callback that gives ``learn`` the requested precision on its device. Resolved here too (cheap,
-    same answer as the stage's early check) so that learners built through the Python API accept ``auto``."""
-    precision = resolve_precision(precision, learn.dls.device)
+    """Add the callback that gives ``learn`` ``precision`` on its device: a value ``resolve_precision`` returned
+    (``auto`` already decided), so a run resolves it once, before it reads any data, and records what ran."""
+    if precision not in RESOLVED:
+        raise ValueError(f"precision={precision!r}: pass what resolve_precision returns ({', '.join(RESOLVED)}).")
     if precision == "fp32":
         return learn
     if learn.dls.device.type == "cuda":

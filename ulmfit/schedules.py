@@ -13,12 +13,12 @@ import numpy as np
 from fastai.callback.schedule import ParamScheduler
 
 
-def discriminative_lrs(lr: float, n_groups: int, factor: float = 2.6) -> np.ndarray:
-    """Per-group LRs, lowest group first: ``[lr/factor^(n-1), ..., lr/factor, lr]``."""
+def discriminative_lrs(lr: float, n_groups: int, factor: float) -> np.ndarray:
+    """Per-group LRs, lowest group first: ``[lr/factor^(n-1), ..., lr/factor, lr]`` (``train.discr_factor``)."""
     return lr / factor ** np.arange(n_groups - 1, -1, -1, dtype=np.float64)
 
 
-def stlr(t: int, total: int, lr_max: np.ndarray | float, cut_frac: float = 0.1, ratio: float = 32.0):
+def stlr(t: int, total: int, lr_max: np.ndarray | float, cut_frac: float, ratio: float) -> np.ndarray:
     """The paper's eq. 3 at step ``t`` of ``total`` (t = 0 .. total-1).
 
     cut = floor(T * cut_frac); p = t/cut before the cut, else 1 - (t-cut)/(cut*(1/cut_frac - 1));
@@ -38,10 +38,11 @@ class SlantedTriangularLR(ParamScheduler):
     """STLR as a fastai ``ParamScheduler``: every group follows eq. 3 with its own peak LR.
 
     Peaks are the optimizer's per-group LRs when the fit starts (as ``fit_one_cycle`` reads them), so
-    ``learn.fit(n, lr=discriminative_lrs(...), cbs=SlantedTriangularLR())`` gives discriminative STLR.
+    ``learn.fit(n, lr=discriminative_lrs(...), cbs=SlantedTriangularLR(cut_frac, ratio))`` gives discriminative STLR.
+    ``cut_frac`` and ``ratio`` come from ``train.stlr``.
     """
 
-    def __init__(self, cut_frac: float = 0.1, ratio: float = 32.0):
+    def __init__(self, cut_frac: float, ratio: float):
         self.cut_frac, self.ratio = cut_frac, ratio
         super().__init__({"lr": None})
 

@@ -46,7 +46,7 @@ def resolve_device(name: str) -> torch.device:
 def resolve_hardware(train_cfg: Mapping[str, Any]) -> tuple[torch.device, str]:
     """The device and precision (``auto`` resolved) a stage trains with, checked before it reads any data."""
     device = resolve_device(train_cfg["device"])
-    precision = resolve_precision(train_cfg.get("precision", "fp32"), device)
+    precision = resolve_precision(train_cfg["precision"], device)
     log.info("training on %s in %s", device, precision)
     return device, precision
 
@@ -55,12 +55,11 @@ def seed_everything(seed: int) -> None:
     set_seed(seed, reproducible=True)
 
 
-def optimizer(opt_cfg: Mapping[str, Any]):
-    """fastai Adam with the paper's betas by default (beta1 0.7, beta2 0.99)."""
-    if opt_cfg.get("name", "adam") != "adam":
-        raise UsageError(f"Unknown optimizer {opt_cfg.get('name')!r}; only 'adam' is supported.")
-    return partial(Adam, mom=opt_cfg.get("beta1", 0.7), sqr_mom=opt_cfg.get("beta2", 0.99),
-                   eps=opt_cfg.get("eps", 1e-5))
+def optimizer(opt_cfg: Mapping[str, Any]) -> Callable:
+    """fastai Adam with the configured betas (``train.optimizer``; the paper's are beta1 0.7, beta2 0.99)."""
+    if opt_cfg["name"] != "adam":
+        raise UsageError(f"Unknown optimizer {opt_cfg['name']!r}; only 'adam' is supported.")
+    return partial(Adam, mom=opt_cfg["beta1"], sqr_mom=opt_cfg["beta2"], eps=opt_cfg["eps"])
 
 
 def with_tracking(learn: Learner) -> Learner:
@@ -71,15 +70,22 @@ def with_tracking(learn: Learner) -> Learner:
     return learn
 
 
-def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> LMLearner:
+def text_learner(learner_cls: type[TextLearner], dls, model: torch.nn.Module, train_cfg: Mapping[str, Any],
+                 precision: str, **kwargs: Any) -> TextLearner:
+    """What ``lm_learner`` and ``clas_learner`` share: a fastai ``TextLearner`` (or subclass) with the configured
+    optimizer, weight decay, AR/TAR and gradient clipping, per-step curves, ``precision`` as ``resolve_hardware``
+    resolved it (so ``auto`` is decided once per run), progress lines and the experiment tracker."""
+    cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg["clip"] else [])]
+    learn = learner_cls(dls, model, opt_func=optimizer(train_cfg["optimizer"]), wd=train_cfg["wd"],
+                        alpha=train_cfg["alpha"], beta=train_cfg["beta"], cbs=cbs, **kwargs)
+    return with_tracking(use_progress(apply_precision(learn, precision)))
+
+
+def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str) -> LMLearner:
     """fastai's ``LMLearner`` as ``language_model_learner`` builds it, on a model we built/loaded; the loss is
     fastai's flat cross-entropy computed block-wise (``ulmfit.losses``: same value, far less memory traffic)."""
-    cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else [])]
-    learn = LMLearner(dls, model, loss_func=BlockwiseCrossEntropyLossFlat(), splitter=awd_lstm_lm_split,
-                      opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy, Perplexity()],
-                      wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
-                      beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return with_tracking(use_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
+    return text_learner(LMLearner, dls, model, train_cfg, precision, loss_func=BlockwiseCrossEntropyLossFlat(),
+                        splitter=awd_lstm_lm_split, metrics=[accuracy, Perplexity()])
 
 
 def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None,
@@ -92,18 +98,17 @@ def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: floa
     epochs = train_cfg["epochs"] if epochs is None else epochs
     lr = train_cfg["lr"] if lr is None else lr
     cbs = list(cbs or [])
-    schedule = train_cfg.get("schedule", "stlr")
+    schedule = train_cfg["schedule"]
     if schedule not in SCHEDULES:
         raise UsageError(f"train.schedule={schedule!r} is unknown; use one of {', '.join(SCHEDULES)}.")
     if learn.opt is None:
         learn.create_opt()
-    lrs = discriminative_lrs(lr, len(learn.opt.param_groups), train_cfg.get("discr_factor", 2.6))
+    lrs = discriminative_lrs(lr, len(learn.opt.param_groups), train_cfg["discr_factor"])
     t0 = time.perf_counter()
     if schedule == "one_cycle":
         learn.fit_one_cycle(epochs, lr_max=lrs, cbs=cbs, start_epoch=start_epoch)
     elif schedule == "stlr":
-        stlr_cfg = train_cfg.get("stlr", {})
-        stlr_cb = SlantedTriangularLR(stlr_cfg.get("cut_frac", 0.1), stlr_cfg.get("ratio", 32))
+        stlr_cb = SlantedTriangularLR(train_cfg["stlr"]["cut_frac"], train_cfg["stlr"]["ratio"])
         learn.fit(epochs, lr=lrs, cbs=[stlr_cb, *cbs], start_epoch=start_epoch)
     else:
         learn.fit(epochs, lr=lrs, cbs=cbs, start_epoch=start_epoch)
@@ -158,14 +163,10 @@ def last_valid(history: list[dict[str, float]]) -> dict[str, float]:
     return {"loss": last["valid_loss"], "accuracy": last["accuracy"], "perplexity": float(math.exp(last["valid_loss"]))}
 
 
-def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any]) -> TextLearner:
+def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str) -> TextLearner:
     """fastai's ``TextLearner`` as ``text_classifier_learner`` builds it (AWD-LSTM classifier splitter)."""
-    cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg.get("clip") else [])]
-    learn = TextLearner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=awd_lstm_clas_split,
-                        opt_func=optimizer(train_cfg["optimizer"]), metrics=[accuracy],
-                        wd=train_cfg.get("wd", 0.01), alpha=train_cfg.get("alpha", 2.0),
-                        beta=train_cfg.get("beta", 1.0), cbs=cbs)
-    return with_tracking(use_progress(apply_precision(learn, train_cfg.get("precision", "fp32"))))
+    return text_learner(TextLearner, dls, model, train_cfg, precision, loss_func=CrossEntropyLossFlat(),
+                        splitter=awd_lstm_clas_split, metrics=[accuracy])
 
 
 def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
@@ -176,21 +177,21 @@ def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[i
     +1 group, +2 groups, then all), saving the costly nearly-all-unfrozen epochs of a deep split.
     Feature extraction: the head alone throughout. Otherwise: all at once.
     """
-    if train_cfg.get("feature_extraction", False):
+    if train_cfg["feature_extraction"]:
         return [(1, train_cfg["epochs"])]
-    if train_cfg.get("gradual_unfreezing", True):
-        n_partial = train_cfg.get("unfreeze_phases") or n_groups - 1
+    if train_cfg["gradual_unfreezing"]:
+        n_partial = train_cfg["unfreeze_phases"] or n_groups - 1
         if n_partial < 1:
             raise UsageError(f"train.unfreeze_phases={n_partial}; use a number of phases >= 1, or null for one per "
                              f"layer group.")
         n_partial = min(n_partial, n_groups - 1)
-        return [(k, train_cfg.get("phase_epochs", 1)) for k in range(1, n_partial + 1)] + [(n_groups, train_cfg["epochs"])]
+        return [(k, train_cfg["phase_epochs"]) for k in range(1, n_partial + 1)] + [(n_groups, train_cfg["epochs"])]
     return [(n_groups, train_cfg["epochs"])]
 
 
 def lm_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:
     """Language models: optionally ``freeze_epochs`` with only the top group (embeddings/decoder), then all."""
-    warmup = train_cfg.get("freeze_epochs", 0) or 0
+    warmup = train_cfg.get("freeze_epochs") or 0  # only lm_finetune's train config has it; pretrain never warms up
     return ([(1, warmup)] if warmup else []) + [(n_groups, train_cfg["epochs"])]
 
 
@@ -220,7 +221,8 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
                          f"resume with the original train options.")
     phases = list(resume.records) if resume else []
     seconds = resume.seconds if resume else 0.0
-    lr = train_cfg["lr"] * train_cfg.get("phase_lr_mult", 1.0) ** start_phase
+    lr_mult = train_cfg.get("phase_lr_mult", 1.0)  # only the classifier's train config has it (LMs: one LR)
+    lr = train_cfg["lr"] * lr_mult ** start_phase
     advice = AllocatorAdvice()  # one for all phases: it times the whole run
     for i in range(start_phase, len(plan)):
         n_trainable, epochs = plan[i]
@@ -238,7 +240,7 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
             cbs.append(ResumeFit(skip, resume))
         if checkpoint is not None and is_main_process():
             cbs.append(SaveCheckpoints(checkpoint, i, skip, phases, dict(extras or {}), seconds,
-                                       every_minutes=train_cfg.get("checkpoint_minutes")))
+                                       every_minutes=train_cfg["checkpoint_minutes"]))
         with data_parallel(learn):  # DDP across `accelerate launch` processes; a no-op in a single process
             seconds += fit(learn, train_cfg, epochs=epochs, lr=lr, cbs=cbs, start_epoch=skip)
         stop.raise_if_diverged()
@@ -247,6 +249,6 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         phases.append(record)
         if on_phase is not None:
             on_phase(learn, record)
-        lr *= train_cfg.get("phase_lr_mult", 1.0)
+        lr *= lr_mult
     end_data_parallel()  # rank 0 goes on alone (evaluation, store entry)
     return seconds, phases

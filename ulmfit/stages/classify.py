@@ -59,7 +59,7 @@ def run(cfg: DictConfig) -> Entry:
     log.info("classify: parent %s, %d train / %d valid docs, %d classes", parent.ref if parent else "none",
              len(train), len(valid), len(classes))
 
-    learn = clas_learner(dls, model, cfg.train)
+    learn = clas_learner(dls, model, cfg.train, precision)
     seconds, phases = fit_phases(learn, cfg.train, checkpoint=checkpoint, resume=resume)
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
         return None

@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> Entry:
     log.info("lm_finetune: parent %s, parts %s, %d train / %d valid tokens, vocab %d (%d new)",
              parent.ref if parent else "none", parts, train.n_tokens, valid.n_tokens, len(vocab), n_new)
 
-    learn = lm_learner(dls, model, cfg.train)
+    learn = lm_learner(dls, model, cfg.train, precision)
     # Perplexity before fine-tuning; a resumed run reads it from its checkpoint (the weights there are trained).
     before = resume.extras["before"] if resume else lm_eval(learn, dls.valid)
     # Optional warm-up of the (new) embeddings and decoder only (train.freeze_epochs), then all layers.

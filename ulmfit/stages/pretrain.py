@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> Entry:
              len(vocab), device)
 
     info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=cfg.backwards)
-    learn = lm_learner(dls, build_language_model(info), cfg.train)
+    learn = lm_learner(dls, build_language_model(info), cfg.train, precision)
     seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint, resume)
     history = phases[-1]["history"]
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
