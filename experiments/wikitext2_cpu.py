@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.common import SHARED_DATA, append_result, entry_metrics, hardware, run_step, stamp
+from experiments.common import (SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, recipe_text,
+                                run_step, stamp)
 
 
 def cache_timing(wikitext: Path) -> tuple[float, float]:
@@ -45,11 +46,13 @@ def main() -> None:
            "vocab": m["vocab_size"], "valid_ppl": round(m["valid_perplexity"], 1),
            "test_ppl": round(m["test_perplexity"], 1), "train_min": round(m["train_seconds"] / 60, 1),
            "tokens_per_s": round(m["tokens_per_second"]), "tokenize_cold_s": round(cold, 1),
-           "tokenize_cached_s": round(warm, 2)}
+           "tokenize_cached_s": round(warm, 2),
+           "precision": entry_lineage(home, "pretrain", name).get("precision", "")}  # what train.precision ran as
     print(append_result("wikitext2_cpu", row, "WikiText-2 pretraining on CPU", (
         f"`python -m experiments.wikitext2_cpu` on {hardware()}.\n"
-        "Recipe `experiment=wikitext2_cpu`: `awd_lstm_cpu` (emb 200, 3×576), one-cycle LR 1e-2, drop_mult 0.3, "
-        "bs 64, bptt 70, Adam(0.7, 0.99), fp32. Perplexities on the official valid/test splits "
+        f"Recipe {recipe_text('wikitext2_cpu')}: `awd_lstm_cpu` (emb 200, 3×576), one-cycle LR, bs 64, bptt 70, "
+        "Adam(0.7, 0.99); precision = what train.precision ran as (empty: rows written before it was recorded, "
+        "which ran fp32, then the default). Perplexities on the official valid/test splits "
         "(fastai tokenization, vocab min_freq 3). Training time includes per-epoch validation; "
         "tokenize_cold_s / tokenize_cached_s: all three splits into an empty cache, then a cache hit. Row wt2-cpu-e3 trained with OMP_NUM_THREADS=1 while other jobs shared the 2 cores (its time is an upper bound; 2 threads uncontended measured ~3,600 tokens/s on the sample).")))
 
