@@ -98,3 +98,11 @@ def test_corrupted_weights_file(tmp_path):
     (entry.path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(UsageError, match="truncated or corrupted"):
         entry.state_dict()
+
+
+def test_lineage_records_the_environment(tmp_path):
+    """What ran is recorded with every entry (ulmfit.environment): versions, commit, allocator, peak memory."""
+    from ulmfit.environment import peak_rss_mb
+    env = _write(Store(tmp_path), "pretrain", "a").lineage["environment"]
+    assert {"ulmfit", "git_commit", "python", "torch", "fastai", "platform", "processes", "malloc"} <= set(env)
+    assert 0 < env["peak_rss_mb"] <= peak_rss_mb()

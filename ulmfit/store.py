@@ -18,11 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,9 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
-from ulmfit import PACKAGE_DIR, __version__
-from ulmfit.allocator import active_allocator
-from ulmfit.distributed import launched_processes
+# peak_rss_mb is re-exported only until bench/memory.py imports it from ulmfit.environment
+from ulmfit.environment import environment_info, peak_rss_mb  # noqa: F401
 from ulmfit.errors import UsageError
 from ulmfit.shipped import STAGE as SHIPPED_STAGE, as_fp32, shipped_dir
 
@@ -48,38 +45,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
 def new_run_name() -> str:
     """A sortable, collision-safe default name (sweep jobs may start within the same second)."""
     return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment_info() -> dict[str, Any]:
-    """Versions and hardware recorded in every entry's lineage."""
-    import fastai
-    return {
-        "ulmfit": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
-        "torch": torch.__version__, "fastai": fastai.__version__, "platform": platform.platform(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "processes": launched_processes(),  # > 1: data-parallel training (accelerate launch)
-        "malloc": active_allocator(),  # glibc's fragments on long CPU runs (ulmfit.allocator)
-        "peak_rss_mb": peak_rss_mb(),  # of this process until the entry was written
-    }
-
-
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory so far (None where the platform does not report it)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / (1024 * 1024) if platform.system() == "Darwin" else kb / 1024, 1)  # macOS reports bytes
 
 
 @dataclass(frozen=True)
