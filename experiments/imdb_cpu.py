@@ -2,11 +2,13 @@
 LM fine-tuning on IMDB train + unsup (50k + 25k reviews, labels never read) -> classifier with gradual
 unfreezing; beside TF-IDF, NB-SVM and the paper. Writes experiments/results/imdb_cpu.{md,csv}.
 
-    python -m experiments.imdb_cpu --home runs/ --pretrain wt2-cpu-e3   # reuse a WikiText-2 pretrain entry
-    python -m experiments.imdb_cpu --home runs/                         # pretrain first (<tag>-pretrain)
+    python -m experiments.imdb_cpu --home runs/                         # the entries results/imdb_cpu.md reports
+    python -m experiments.imdb_cpu --home runs/ --pretrain wt2-cpu-e3   # start from another WikiText-2 entry
 
 The recipe of each step is an experiment config: conf/experiment/imdb_cpu_{pretrain,lm_finetune,classify}.yaml;
-this script names the entries and chains them.
+this script names the entries and chains them. The default tag, imdb-cpu2, is the recipe the results and README
+report (imdb-cpu was the first one, 4M LM tokens at 4e-3 and 1 final epoch); both start from the same pretrain
+entry, imdb-cpu-pretrain, whose recipe did not change.
 
 Resumable: every step writes a store entry named ``<tag>-<step>``; a rerun skips the steps whose entry
 exists, so an interrupted session continues where it stopped. The results row is written once the
@@ -15,12 +17,14 @@ classifier exists; the CPU time of each step is read from its entry (train time)
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from experiments.common import (RESULTS, append_result, entry_config, entry_lineage, entry_metrics,
                                 experiment_parser, hardware, recipe_text, run_step, stamp)
 
-TAG = "imdb-cpu"
+TAG = "imdb-cpu2"                # the recipe results/imdb_cpu.md and the README report
+PRETRAIN = "imdb-cpu-pretrain"   # the pretrain entry both recipes' rows start from
 STEPS = ("pretrain", "lm_finetune", "classify", "tfidf", "nbsvm")
 PAPER = {"test_error_pct": 4.6, "note": "paper, WT103 + 400/1152/3 model, fwd+bwd ensemble; 5.3 single direction"}
 STEP_METRICS = {"pretrain": ["valid_perplexity", "test_perplexity"],
@@ -66,21 +70,24 @@ def record_step(home: Path, stage: str, name: str) -> None:
         "memory (from the entry's lineage)."))
 
 
-def main() -> None:
-    ap = experiment_parser(__doc__, "imdb", TAG)
+def parser() -> argparse.ArgumentParser:
+    ap = experiment_parser(__doc__, "imdb", TAG, pretrain=PRETRAIN)
     ap.add_argument("--until", choices=("pretrain", "lm_finetune", "classify", "baselines"), default="baselines",
                     help="stop after this step (to fit a session; rerun to continue)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     home, log = args.home.resolve(), args.home.resolve() / f"{args.tag}.log"
     home.mkdir(parents=True, exist_ok=True)
-    pretrain = args.pretrain or f"{args.tag}-pretrain"
     last = STEPS.index("nbsvm" if args.until == "baselines" else args.until)
-    for stage, name, overrides in plan(args.tag, pretrain, Path(args.imdb).resolve(),
+    for stage, name, overrides in plan(args.tag, args.pretrain, Path(args.imdb).resolve(),
                                        Path(args.wikitext).resolve(), args.seed)[:last + 1]:
         run_step(home, stage, name, *overrides, log=log)
         record_step(home, stage, name)
     if args.until == "baselines":
-        report(home, names(args.tag, pretrain), args.tag, args.seed)
+        report(home, names(args.tag, args.pretrain), args.tag, args.seed)
 
 
 def report(home: Path, n: dict[str, str], tag: str, seed: int) -> None:

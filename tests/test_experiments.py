@@ -194,6 +194,21 @@ def test_semi_all_accepts_imdb_cpus_classifier_only_with_the_same_recipe(monkeyp
         sample_efficiency.reused_semi_all(tmp_path, "imdb-cpu2-clas", "semi", sample_efficiency.ALL)
 
 
+def test_imdb_cpu_defaults_name_the_entries_its_results_report():
+    """Run without --tag/--pretrain, experiments.imdb_cpu writes (or reuses) the entries of the row that
+    results/imdb_cpu.md and the README report, imdb-cpu2-clas above all."""
+    args = imdb_cpu.parser().parse_args([])
+    names = imdb_cpu.names(args.tag, args.pretrain)
+    assert names["classify"] == "imdb-cpu2-clas" and names["pretrain"] == "imdb-cpu-pretrain"
+    results = REPO / "experiments" / "results"
+    (row,) = [r for r in read(results / "imdb_cpu.csv") if r["tag"] == args.tag]
+    assert row["pretrain_entry"] == names["pretrain"] and row["lm_tokens"] == "12000000"
+    steps = {r["entry"] for r in read(results / "imdb_cpu_steps.csv")}
+    assert {f"{s}/{n}" for s, n in names.items() if s != "pretrain"} <= steps and "pretrain/imdb-cpu-pretrain" in steps
+    assert any(r["entry"] == names["classify"] and r["lm_entry"] == names["lm_finetune"]  # --semi-all's row
+               for r in read(results / "sample_efficiency.csv"))
+
+
 def test_scripts_run_as_modules_from_the_repository_root():
     """``python -m experiments.<script>`` needs no sys.path set-up (the package is the repository's folder)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
