@@ -10,7 +10,8 @@ import ulmfit.data.tokenizer as tokenizer_mod
 import ulmfit.data.tokens as tokens_mod
 from ulmfit import UsageError
 from ulmfit.data.readers import CsvReader, WikiTextReader
-from ulmfit.data.tokens import (Docs, TokenizerSettings, build_vocab, holdout_split, load_or_tokenize,
+from ulmfit.data.splits import holdout_split
+from ulmfit.data.tokens import (Docs, TokenizerSettings, build_vocab, load_or_tokenize,
                                 numericalize)
 
 SETTINGS = TokenizerSettings(n_workers=0)

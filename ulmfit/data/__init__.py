@@ -1,105 +1,23 @@
-"""Data layer: readers -> cached tokenization -> numericalized documents -> fastai DataLoaders."""
+"""Data layer: readers -> cached tokenization -> numericalized documents -> splits -> fastai DataLoaders."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
-
 from ulmfit.data.readers import make_reader
-from ulmfit.distributed import main_process_first
+from ulmfit.data.splits import (TEST_SUBSET_SEED, classification_split, holdout_split, labelled_classes,
+                                labelled_lm_splits, lm_splits, scored_test, split_of, subsample_test)
 from ulmfit.data.streams import TokenStream
-from ulmfit.errors import UsageError
-from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, holdout_split, \
-    load_or_tokenize, numericalize
+from ulmfit.data.tokens import Docs, TokenizedCorpus, TokenizerSettings, build_vocab, load_or_tokenize, numericalize
+from ulmfit.distributed import main_process_first
 
-__all__ = ["classification_split", "scored_test", "split_of", "subsample_test", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab", "holdout_split", "lm_splits", "load_corpus",
-           "labelled_classes", "labelled_lm_splits", "numericalize", "make_reader"]
+__all__ = ["TEST_SUBSET_SEED", "Docs", "TokenStream", "TokenizedCorpus", "TokenizerSettings", "build_vocab",
+           "classification_split", "holdout_split", "labelled_classes", "labelled_lm_splits", "lm_splits",
+           "load_corpus", "load_or_tokenize", "make_reader", "numericalize", "scored_test", "split_of",
+           "subsample_test"]
 
 
 def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_dir: str) -> TokenizedCorpus:
     """Read (or fetch from the token cache) the corpus a data config describes."""
     with main_process_first():  # data-parallel runs: rank 0 fills the cache, the others read it
         return load_or_tokenize(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg), cache_dir)
-
-
-def lm_splits(corpus: TokenizedCorpus, vocab: list[str], train_parts: list[str], valid_frac: float,
-              seed: int) -> tuple[TokenStream, TokenStream]:
-    """LM training and validation documents, streamed from the token cache (nothing copied into RAM).
-
-    Uses the corpus's own ``valid`` part when it has one, else holds out ``valid_frac`` of the training
-    documents (seeded), as fastai's ``RandomSplitter`` would.
-    """
-    train = TokenStream.from_parts(corpus, train_parts, vocab)
-    if "valid" in corpus.parts and "valid" not in train_parts:
-        return train, TokenStream.from_parts(corpus, ["valid"], vocab)
-    keep, held = holdout_split(len(train), valid_frac, seed)
-    return train.subset(keep), train.subset(held)
-
-
-def labelled_lm_splits(corpus: TokenizedCorpus, data_cfg: Mapping[str, Any], seed: int
-                       ) -> tuple[TokenStream, TokenStream, list[str]]:
-    """LM train/valid documents and vocabulary from the labelled texts ``classify`` trains on (the same seeded
-    ``data.n_train`` subset and hold-out), for "supervised" ULMFiT runs whose LM sees nothing else."""
-    keep, held = split_of(corpus, data_cfg, seed)
-    vocab = build_vocab(corpus, ["train"], data_cfg["max_vocab"], data_cfg["min_freq"], docs=keep)
-    stream = TokenStream.from_parts(corpus, ["train"], vocab)
-    return stream.subset(keep), stream.subset(held), vocab
-
-
-def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int, n_train: int | None = None,
-                         n_valid: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(train, valid) indices into the labelled ``train`` part, shared by ``classify`` and the baselines.
-
-    ``valid_frac`` of the documents are held out (seeded); ``n_train`` keeps a seeded subset of the rest
-    (sample-efficiency runs), so every method sees exactly the same labelled texts. ``n_valid`` validates on a
-    seeded subset of the held-out documents (cheaper epochs on small labelled sets); the training pool does not
-    change with it.
-    """
-    keep, held = holdout_split(len(corpus.part("train")), valid_frac, seed)
-    if n_train:
-        if n_train > len(keep):
-            raise UsageError(f"data.n_train={n_train} but only {len(keep)} labelled training texts remain after "
-                             f"the validation hold-out; lower data.n_train.")
-        keep = np.sort(np.random.default_rng(seed).permutation(keep)[:n_train])
-    if n_valid:
-        held = np.sort(np.random.default_rng(seed + 1).permutation(held)[:n_valid])
-    return keep, held
-
-
-def split_of(corpus: TokenizedCorpus, data_cfg: Mapping[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``classification_split`` with the data config's ``valid_frac``, ``n_train`` and ``n_valid``."""
-    for key in ("n_train", "n_valid", "n_test"):
-        if (data_cfg.get(key) or 0) < 0:
-            raise UsageError(f"data.{key}={data_cfg.get(key)} is negative; use a count of texts, or null for all.")
-    return classification_split(corpus, data_cfg["valid_frac"], seed, data_cfg.get("n_train"), data_cfg.get("n_valid"))
-
-
-TEST_SUBSET_SEED = 0  # one fixed draw: every method and seed is scored on the same test documents
-
-
-def subsample_test(docs: Docs, n_test: int | None) -> Docs:
-    """The test documents to score: ``docs`` itself, or a fixed seeded subset of ``n_test`` of them
-    (``data.n_test``, for cheaper evaluation in many-run experiments)."""
-    if not n_test or n_test >= len(docs):
-        return docs  # no copy of a full test set
-    return docs.subset(np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(len(docs))[:n_test]))
-
-
-def scored_test(docs: Docs, data_cfg: Mapping[str, Any], classes: list[str]) -> Docs:
-    """The test documents a classifier is scored on (``subsample_test`` with ``data.n_test``); fails when a test
-    label never occurs in training, since no model could predict it."""
-    docs = subsample_test(docs, data_cfg.get("n_test"))
-    unseen = sorted(set(docs.labels) - set(classes))
-    if unseen:
-        raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
-    return docs
-
-
-def labelled_classes(corpus: TokenizedCorpus) -> list[str]:
-    """The sorted class names of the ``train`` part; fails unless there are labels and at least two classes."""
-    classes = sorted(set(corpus.part("train").labels))
-    if "" in classes or len(classes) < 2:
-        raise UsageError(f"Classification needs labelled training texts with at least two classes; found "
-                         f"{classes[:10]}. Check data.label_col.")
-    return classes

@@ -264,12 +264,3 @@ def vocab_lookup(corpus: TokenizedCorpus, vocab: Sequence[str]) -> np.ndarray:
         raise UsageError(f"Vocabulary must start with {UNK}; got {vocab[0]!r}. The store entry's vocab.json is corrupted.")
     index = {t: i for i, t in enumerate(vocab)}
     return np.fromiter((index.get(t, 0) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
-
-
-def holdout_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random (train, held-out) document indices, reproducible from ``seed``."""
-    if not 0 < frac < 1:
-        raise UsageError(f"valid_frac must be between 0 and 1, got {frac}.")
-    perm = np.random.default_rng(seed).permutation(n)
-    n_valid = max(1, int(round(n * frac)))
-    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
