@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import emit, run_json, ulmfit_cli, wikitext_slice
+from bench.common import emit, run_json, wikitext_slice
+from experiments.common import run_ulmfit
 
 MODEL = "awd_lstm_cpu"
 
@@ -136,10 +137,10 @@ def run(data: Path, steps: int, lr: float = 1e-2, drop_mult: float = 0.3, bs: in
         results["bf16_skipped"] = str(e)
     for precision in reversed(results["sides"][1:]):  # ours: bf16 (where it runs) first, then fp32
         home = work / precision
-        ulmfit_cli("stage=pretrain", "data=wikitext2", f"data.root={root}", f"model={MODEL}", "train.epochs=1",
+        run_ulmfit("stage=pretrain", "data=wikitext2", f"data.root={root}", f"model={MODEL}", "train.epochs=1",
                    f"train.lr={lr}", f"train.drop_mult={drop_mult}", f"train.bs={bs}", f"train.bptt={bptt}",
                    f"train.eval_bs={bs}", "train.schedule=one_cycle", f"train.clip={clip}", f"train.precision={precision}",
-                   "seed=0", f"paths.cache={cache}", "run_name=bench", home=home)
+                   "seed=0", f"paths.cache={cache}", "run_name=bench", home=home, allocator=False)
         m = json.loads((home / "store" / "pretrain" / "bench" / "metrics.json").read_text())
         results[precision] = {"seconds": m["train_seconds"], "train_tokens": m["train_tokens"],
                               "tokens_per_second": m["tokens_per_second"], "valid_loss": m["valid_loss"]}

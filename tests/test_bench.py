@@ -1,4 +1,5 @@
-"""The benchmark command runs end to end (tiny sizes on the embedded sample) and reports every section."""
+"""The benchmark commands run end to end (tiny sizes on the embedded sample) from the repository root, as
+``python -m bench`` / ``python -m bench.allocator`` with no PYTHONPATH set-up, and report every section."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from pathlib import Path
 from ulmfit.precision import cpu_runs_bf16
 
 REPO = Path(__file__).resolve().parents[1]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the packages are found from the repository root
 
 
 def test_bench_smoke_writes_every_section(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--out", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          capture_output=True, text=True, timeout=900, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (tmp_path / "results.md").read_text()
     for title in ("(a) LM training speed", "(b) matmul roofline", "(c) Tokenization", "(d) Peak RSS", "(e) Prediction"):
@@ -40,7 +42,7 @@ def test_bench_smoke_writes_every_section(tmp_path):
 
 def test_bench_rejects_a_missing_data_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          cwd=REPO, capture_output=True, text=True, env=ENV)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert not (tmp_path / "results.md").exists()
 
@@ -49,7 +51,7 @@ def test_allocator_bench_smoke(tmp_path):
     """bench.allocator on the embedded sample, glibc only (CI has no jemalloc): a table with a measured row."""
     proc = subprocess.run([sys.executable, "-m", "bench.allocator", "--steps", "10", "--allocators", "glibc",
                            "--data", str(REPO / "ulmfit" / "sample_data"), "--out", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     r = json.loads((tmp_path / "allocator.json").read_text())
     (side,) = r["sides"]
