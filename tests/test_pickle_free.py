@@ -96,9 +96,12 @@ def store_with_pretrain(tmp_path_factory, mini_wikitext) -> Path:
     return home
 
 
-@pytest.mark.parametrize("where", ["model.safetensors", "encoder.safetensors", "vocab.json", "checkpoint"])
-def test_crafted_pickle_placed_in_the_store_is_refused_without_running(where, store_with_pretrain, mini_imdb,
+@pytest.mark.parametrize("where, stage", [("model.safetensors", "lm_finetune"), ("model.safetensors", "classify"),
+                                          ("vocab.json", "lm_finetune"), ("checkpoint", "lm_finetune")])
+def test_crafted_pickle_placed_in_the_store_is_refused_without_running(where, stage, store_with_pretrain, mini_imdb,
                                                                         tmp_path):
+    """lm_finetune reads the pretrained LM's weights and vocabulary, classify its encoder (from the same weights
+    file), a resumed run its checkpoint."""
     home = tmp_path / "home"
     shutil.copytree(store_with_pretrain, home)
     marker = tmp_path / "payload-ran"
@@ -111,8 +114,7 @@ def test_crafted_pickle_placed_in_the_store_is_refused_without_running(where, st
         args = ["stage=lm_finetune", "run_name=ft", "resume=true"]
     else:
         (home / "store" / "pretrain" / "pre" / where).write_bytes(payload)
-        args = ["stage=classify", "stage.parent_stage=pretrain"] if where == "encoder.safetensors" else \
-            ["stage=lm_finetune"]
+        args = ["stage=classify", "stage.parent_stage=pretrain"] if stage == "classify" else ["stage=lm_finetune"]
     before = sorted(str(p) for p in (home / "store").rglob("*") if p.name != "payload-ran")
     out = run_cli(*args, *imdb_csv(mini_imdb), "stage.parent=pre", *TINY, cwd=home)
     assert out.returncode == 2, out.stderr[-2000:]

@@ -37,7 +37,7 @@ def test_loss_goes_down(tiny_entry):
 def test_entry_is_complete(tiny_entry):
     entry, root = tiny_entry
     files = {p.name for p in entry.path.iterdir()}
-    assert files == {"model.safetensors", "encoder.safetensors", "vocab.json", "model.json", "metrics.json", "curves.json",
+    assert files == {"model.safetensors", "vocab.json", "model.json", "metrics.json", "curves.json",
                      "config.yaml", "lineage.json"}
     lineage = json.loads((entry.path / "lineage.json").read_text())
     assert lineage["parent"] is None and len(lineage["data"]["fingerprint"]) == 24

@@ -17,7 +17,7 @@ from ulmfit.precision import resolve_precision
 from ulmfit.stages import get_stage
 from ulmfit.store import Store, lineage_chain
 from ulmfit.training import clas_learner, fit_phases
-from ulmfit.transfer import transferred_lm_weights
+from ulmfit.weights import transferred_lm_weights
 from tests.conftest import TINY, imdb_csv, run_cli
 
 
@@ -61,6 +61,25 @@ def test_vocab_transfer_keeps_pretrained_rows(chain):
     for i in fresh[:10]:  # new tokens start at the mean pretrained embedding
         torch.testing.assert_close(new_emb[i], old_emb.mean(0))
     assert ft.metrics["new_tokens"] == len(fresh)
+
+
+def test_classifier_encoder_is_the_lms_module_0_and_old_entries_still_load(chain, tmp_path):
+    """LM entries hold one weights file; classify takes the encoder from it. An entry written before that, with
+    the extra encoder.safetensors copy, feeds a classifier the same weights."""
+    import shutil
+    from safetensors.torch import save_model
+    from ulmfit.weights import load_encoder, load_model
+    root, _, ft, clas = chain
+    assert not (ft.path / "encoder.safetensors").exists()
+    lm = load_model(ft)
+    old = tmp_path / "store" / "lm_finetune" / "ft-old"
+    shutil.copytree(ft.path, old)
+    save_model(encoder_of(lm), str(old / "encoder.safetensors"))  # as earlier versions wrote it
+    for parent in (ft, Store(tmp_path / "store").get("lm_finetune", "ft-old")):
+        model = build_classifier(clas.model_info)
+        load_encoder(parent, model)
+        expected = encoder_of(lm).state_dict()
+        assert all(torch.equal(v, expected[k]) for k, v in encoder_of(model).state_dict().items())
 
 
 def test_lm_finetune_improves_target_perplexity(chain):

@@ -25,9 +25,9 @@ from ulmfit.data.tokens import Docs, TokenizerSettings, tokenize
 from ulmfit.data.loaders import clas_loader
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import probs_in_input_order
-from ulmfit.models import build_classifier
 from ulmfit.store import Entry, Store
 from ulmfit.training import resolve_device
+from ulmfit.weights import load_model
 
 
 @dataclass
@@ -46,8 +46,7 @@ class Classifier:
         if info.get("kind") != "classifier":
             raise UsageError(f"{entry.ref} is a {info.get('kind')} entry, not a classifier; pass a 'classify' "
                              f"entry name.")
-        model = build_classifier(info)
-        entry.load_weights(model)
+        model = load_model(entry)
         return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]))
 
     def numericalize(self, token_lists: list[list[str]]) -> Docs:

@@ -21,7 +21,7 @@ from ulmfit.stages.common import (data_identity, find_parent, open_run, parent_d
                                   save_entry)
 from ulmfit.store import Entry
 from ulmfit.training import clas_learner, fit_phases, resolve_hardware, seed_everything
-from ulmfit.transfer import check_direction, load_encoder
+from ulmfit.weights import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
 STAGE = "classify"

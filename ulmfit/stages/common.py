@@ -19,10 +19,8 @@ from ulmfit.checkpoint import ResumeState, RunCheckpoint
 from ulmfit.data.readers import make_reader
 from ulmfit.data.tokens import TokenizerSettings, fingerprint
 from ulmfit.errors import UsageError
-from ulmfit.models import encoder_of
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
-from ulmfit.transfer import ENCODER_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +114,7 @@ def parent_ref(parent: Entry | None) -> dict[str, str] | None:
 
 def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: torch.nn.Module,
                vocab: list[str], info: Mapping[str, Any], metrics: Mapping[str, Any],
-               lineage: Mapping[str, Any], save_encoder: bool = False,
+               lineage: Mapping[str, Any],
                curves: Mapping[str, Any] | None = None, checkpoint: RunCheckpoint | None = None) -> Entry:
     """Write a complete entry atomically and print its metrics (``curves``: per-step training curves).
     A training run's ``checkpoint`` is recorded in the lineage when the run was resumed, then removed."""
@@ -124,9 +122,7 @@ def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: t
     if checkpoint is not None and checkpoint.resumed:
         lineage["resumed"] = checkpoint.resumed
     with store.create(stage, name, lineage) as w:
-        w.save_model(model)
-        if save_encoder:  # what classify loads; lets any LM entry (pretrain or lm_finetune) feed it
-            w.save_model(encoder_of(model), ENCODER_WEIGHTS)
+        w.save_model(model)  # an LM's encoder is its module 0: classify loads it from here (ulmfit.weights)
         w.save_json("vocab.json", vocab)
         w.save_json("model.json", dict(info))
         w.save_json("metrics.json", dict(metrics))

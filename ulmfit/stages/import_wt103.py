@@ -2,7 +2,7 @@
 pretraining this way; the paper's recipe starts from them).
 
 weights (.pth) + vocabulary (.pkl), from local files or -- with ``stage.download=true`` and a network -- from
-fastai's ``URLs.WT103_FWD``/``WT103_BWD`` -> restricted loading (``ulmfit.fastai_weights``: nothing unpickled
+fastai's ``URLs.WT103_FWD``/``WT103_BWD`` -> restricted loading (``ulmfit.weights``: nothing unpickled
 that could run code) -> shapes checked against ``model=`` -> ``pretrain/<run>`` entry (safetensors, JSON),
 which ``lm_finetune stage.parent=<run>`` uses like any pretrained LM.
 """
@@ -16,8 +16,7 @@ from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
 from ulmfit.data.tokens import file_sha256
-from ulmfit.fastai_weights import architecture, read_vocab, read_weights
-from ulmfit.models import build_language_model, model_info
+from ulmfit.weights import fastai_language_model
 from ulmfit.stages.common import open_store, save_entry
 from ulmfit.store import Entry
 
@@ -52,26 +51,11 @@ def _source_files(cfg: DictConfig) -> tuple[Path, Path]:
 def run(cfg: DictConfig) -> Entry:
     store, name = open_store(cfg, STAGE)
     weights_path, vocab_path = _source_files(cfg)
-    vocab, sd = read_vocab(vocab_path), read_weights(weights_path)
-    found = architecture(sd)
-    expected = {"vocab_size": len(vocab), **{k: int(cfg.model[k]) for k in ("emb_sz", "n_hid", "n_layers")}}
-    diff = {k: (found[k], expected[k]) for k in expected if found[k] != expected[k]}
-    if diff:
-        shown = ", ".join(f"{k} {f} in the weights vs {e} expected" for k, (f, e) in diff.items())
-        hint = ("the vocabulary file does not belong to these weights" if "vocab_size" in diff else
-                "pick the model config of these weights (fastai's WT103 model is model=awd_lstm)")
-        raise UsageError(f"{weights_path} does not match: {shown}; {hint}.")
-
-    info = model_info(cfg.model, len(vocab), 1.0, backwards=cfg.backwards)
-    model = build_language_model(info)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise UsageError(f"{weights_path} does not fit fastai's AWD-LSTM (missing {sorted(missing)[:4]}, unexpected "
-                         f"{sorted(unexpected)[:4]}).")
-    log.info("import_wt103: %s (%d tokens, %d/%d/%d)", weights_path, len(vocab), found["emb_sz"], found["n_hid"],
-             found["n_layers"])
+    model, vocab, info = fastai_language_model(weights_path, vocab_path, cfg.model, cfg.backwards)
+    log.info("import_wt103: %s (%d tokens, %d/%d/%d)", weights_path, len(vocab), cfg.model.emb_sz, cfg.model.n_hid,
+             cfg.model.n_layers)
     source = {"weights": str(weights_path), "weights_sha256": file_sha256(weights_path), "vocab": str(vocab_path),
               "vocab_sha256": file_sha256(vocab_path)}
     metrics = {"imported": True, "vocab_size": len(vocab), "n_parameters": sum(p.numel() for p in model.parameters())}
     return save_entry(store, STAGE, name, cfg, model=model, vocab=vocab, info=info, metrics=metrics,
-                      lineage={"parent": None, "imported_from": source}, save_encoder=True)
+                      lineage={"parent": None, "imported_from": source})

@@ -2,7 +2,7 @@
 
 load parent ``pretrain`` entry -> target texts (train + unlabelled; labels are never read) -> new vocab,
 embeddings transferred (fastai ``match_embeds``) -> discriminative LRs + slanted triangular LRs -> target
-perplexity before/after -> store entry ``lm_finetune/<run>`` (LM + encoder).
+perplexity before/after -> store entry ``lm_finetune/<run>`` (the LM; classify takes its encoder).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import data_source, find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
 from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware, seed_everything
-from ulmfit.transfer import check_direction, transferred_lm_weights
+from ulmfit.weights import check_direction, transferred_lm_weights
 
 log = logging.getLogger(__name__)
 STAGE = "lm_finetune"
@@ -84,4 +84,4 @@ def run(cfg: DictConfig) -> Entry:
                                                        "parts": parts, "lm_tokens": budget}}
     lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

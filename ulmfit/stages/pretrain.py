@@ -1,7 +1,7 @@
 """Stage 1: train a general-domain AWD-LSTM language model (WikiText-2 here, WikiText-103 on a GPU).
 
 load corpus (token cache) -> vocab from train -> LM DataLoaders -> fastai LMLearner -> fit -> valid/test
-perplexity -> store entry ``pretrain/<run>`` (LM + encoder weights, vocab, config, metrics, lineage).
+perplexity -> store entry ``pretrain/<run>`` (LM weights, vocab, config, metrics, lineage).
 """
 
 from __future__ import annotations
@@ -59,4 +59,4 @@ def run(cfg: DictConfig) -> Entry:
                                         "parts": ["train"], "lm_tokens": cfg.stage.lm_tokens}}
     lineage["precision"] = precision  # what train.precision=auto ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, save_encoder=True, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
