@@ -1,6 +1,7 @@
 """What only the benchmarks need: a measurement in a fresh process that reports JSON, and WikiText slices.
-Running a process, the repository paths and the machine's description are the experiments' (``experiments.common``),
-peak RSS and text files ulmfit's (``ulmfit.store.peak_rss_mb``, ``ulmfit.data.readers.open_text``)."""
+Running a process and the repository paths are the experiments' (``experiments.common``); peak RSS, text files and
+the machine's description are ulmfit's (``ulmfit.environment.peak_rss_mb``, ``ulmfit.data.readers.open_text``,
+``ulmfit.report.hardware``)."""
 
 from __future__ import annotations
 

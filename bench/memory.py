@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import emit, run_json
-from ulmfit.store import peak_rss_mb
+from ulmfit.environment import peak_rss_mb
 
 
 def build(wikitext: Path, out: Path, target_tokens: int) -> dict[str, Any]:
