@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from sklearn.feature_extraction.text import CountVectorizer
 
-from ulmfit.baselines import NBSVM
+from ulmfit.stages.baselines import NBSVM
 from ulmfit.config import CONF_DIR
 from ulmfit.data import classification_split, load_corpus, subsample_test
 from ulmfit.stages import get_stage
@@ -64,6 +64,6 @@ def test_nbsvm_separates_a_multiclass_toy_problem():
     texts = [f"w{c} filler{i % 7} other{i % 3}" for i in range(60) for c in [i % 3]]
     y = np.array([i % 3 for i in range(60)])
     X = CountVectorizer(token_pattern=r"\S+").fit_transform(texts)
-    clf = NBSVM().fit(X, y)
+    clf = NBSVM(alpha=1.0, C=4.0, max_iter=2000).fit(X, y)
     assert (clf.predict(X) == y).all()
     np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1.0)

@@ -1,22 +1,45 @@
-"""Pipeline stages. Each reads its parent from the store, never from another stage's module."""
+"""The stages ``stage=<name>`` runs, in one registry. Each reads its parent from the store, never from another
+stage's module."""
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
+from ulmfit.stages import (baselines, classify, evaluate, import_wt103, lm_finetune, pipeline, predict,
+                           pretrain)
 
-STAGES = ("pretrain", "lm_finetune", "classify", "pipeline", "predict", "evaluate", "tfidf", "nbsvm", "import_wt103")
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage: its ``run(cfg)``, and how the pipeline's results table shows the entry it writes."""
+
+    run: Callable[[DictConfig], Any]
+    role: str = ""                  # the entry's label in that table
+    summary: tuple[str, ...] = ()   # the metrics the table shows
 
 
-def get_stage(name: str) -> Callable[[DictConfig], object]:
+STAGES: dict[str, Stage] = {
+    "pretrain": Stage(pretrain.run, "general-domain LM", ("valid_perplexity", "test_perplexity")),
+    "lm_finetune": Stage(lm_finetune.run, "target-domain LM", ("valid_perplexity_before", "valid_perplexity")),
+    "classify": Stage(classify.run, "ULMFiT classifier", ("test_accuracy", "test_error_rate")),
+    "pipeline": Stage(pipeline.run),
+    "predict": Stage(predict.run),
+    "evaluate": Stage(evaluate.run),
+    "tfidf": Stage(baselines.run, "baseline: TF-IDF + LR", ("test_accuracy", "test_error_rate")),
+    "nbsvm": Stage(baselines.run, "baseline: NB-SVM", ("test_accuracy", "test_error_rate")),
+    "import_wt103": Stage(import_wt103.run, "general-domain LM"),  # writes a pretrain entry
+}
+
+
+def get_stage(name: str) -> Callable[[DictConfig], Any]:
     """The ``run(cfg)`` function of stage ``name``."""
     if name not in STAGES:
         raise UsageError(f"Unknown stage {name!r}; choose one of: {', '.join(STAGES)} (stage=<name>).")
-    return importlib.import_module(f"ulmfit.stages.{name}").run
+    return STAGES[name].run
 
 
 def objective_value(result: Any, objective: str | None) -> float | None:

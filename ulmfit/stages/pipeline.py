@@ -27,13 +27,6 @@ STAGE = "pipeline"
 PARENT_OF = {"lm_finetune": "pretrain", "classify": "lm_finetune"}
 PROVIDES = {"import_wt103": "pretrain"}  # steps whose entry plays another stage's role (it is a pretrain entry)
 ORDER = ("import_wt103", "pretrain", "lm_finetune", "classify")  # steps run in this order, then any others
-SUMMARY = {  # what the closing table shows per stage
-    "pretrain": ["valid_perplexity", "test_perplexity"],
-    "lm_finetune": ["valid_perplexity_before", "valid_perplexity"],
-    "classify": ["test_accuracy", "test_error_rate"],
-    "tfidf": ["test_accuracy", "test_error_rate"],
-    "nbsvm": ["test_accuracy", "test_error_rate"],
-}
 
 
 def _inherited_overrides() -> list[str]:
@@ -100,14 +93,11 @@ def _step_state(step_cfg: DictConfig, entry_stage: str) -> tuple[Entry | None, b
     return None, latest_checkpoint(checkpoint_dir(store.root, entry_stage, name)) is not None
 
 
-ROLE = {"pretrain": "general-domain LM", "lm_finetune": "target-domain LM", "classify": "ULMFiT classifier",
-        "tfidf": "baseline: TF-IDF + LR", "nbsvm": "baseline: NB-SVM", "import_wt103": "general-domain LM"}
-
-
 def _summary_row(entry: Entry, seconds: float) -> dict[str, Any]:
-    metrics = entry.metrics
-    return {"entry": entry.ref, "role": ROLE.get(entry.stage, entry.stage), "seconds": seconds,
-            "metrics": {k: metrics[k] for k in SUMMARY.get(entry.stage, []) if k in metrics}}
+    from ulmfit.stages import STAGES
+    metrics, stage = entry.metrics, STAGES[entry.stage]
+    return {"entry": entry.ref, "role": stage.role or entry.stage, "seconds": seconds,
+            "metrics": {k: metrics[k] for k in stage.summary if k in metrics}}
 
 
 def _print_summary(rows: list[dict[str, Any]], total: float) -> None:

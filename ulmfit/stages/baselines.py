@@ -1,0 +1,140 @@
+"""Bag-of-n-grams baselines, stages ``tfidf`` and ``nbsvm``: the same data config, tokens, splits, metrics and store
+entry format as ``classify``, with an sklearn pipeline instead of the AWD-LSTM.
+
+fastai tokens (from the shared token cache) -> train/valid split of ``classify`` -> sklearn pipeline ->
+valid + test metrics -> store entry ``<tfidf|nbsvm>/<run>`` (metrics, config, lineage; no weights).
+
+- TF-IDF word 1–2-grams + logistic regression (an sklearn ``Pipeline``).
+- NB-SVM (Wang & Manning 2012): binarized 1–2-gram features scaled by the naive-Bayes log-count ratio r,
+  then a linear classifier; one-vs-rest for more than two classes (one r per class), as in their paper's
+  setup (here with logistic regression as the linear model, the common "NBSVM-LR" variant).
+Options: ``stage.params`` (conf/stage/tfidf.yaml, conf/stage/nbsvm.yaml).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from ulmfit import tracking
+from ulmfit.data import labelled_classes, load_corpus, scored_test, split_of
+from ulmfit.data.tokens import Docs, TokenizedCorpus
+from ulmfit.errors import UsageError
+from ulmfit.evaluation import classification_metrics
+from ulmfit.report import print_table
+from ulmfit.stages.common import open_store
+from ulmfit.store import Entry
+
+
+def _vectorizer_args(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    # Texts arrive as fastai tokens joined by spaces: split on whitespace only, keep fastai's lowercasing.
+    return {"token_pattern": r"\S+", "lowercase": False, "ngram_range": tuple(cfg["ngram_range"]),
+            "min_df": cfg["min_df"], "max_features": cfg["max_features"]}
+
+
+def tfidf_pipeline(cfg: Mapping[str, Any], seed: int) -> Pipeline:
+    """TF-IDF word n-grams + logistic regression (``stage.params`` of conf/stage/tfidf.yaml)."""
+    return Pipeline([
+        ("tfidf", TfidfVectorizer(sublinear_tf=cfg["sublinear_tf"], **_vectorizer_args(cfg))),
+        ("clf", LogisticRegression(C=cfg["C"], max_iter=cfg["max_iter"], random_state=seed)),
+    ])
+
+
+class NBSVM(BaseEstimator, ClassifierMixin):
+    """Linear classifier on NB-log-count-ratio-scaled binary features (one-vs-rest)."""
+
+    def __init__(self, alpha: float, C: float, max_iter: int, seed: int = 0):
+        self.alpha, self.C, self.max_iter, self.seed = alpha, C, max_iter, seed
+
+    def fit(self, X: sparse.csr_matrix, y: np.ndarray) -> "NBSVM":
+        self.classes_ = np.unique(y)
+        X = (X > 0).astype(np.float64)
+        self.r_, self.models_ = [], []
+        for c in self.classes_:  # for two classes this is the paper's binary NB-SVM, computed for each side
+            pos, neg = X[y == c].sum(0) + self.alpha, X[y != c].sum(0) + self.alpha
+            r = np.asarray(np.log((pos / pos.sum()) / (neg / neg.sum()))).ravel()
+            clf = LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)
+            clf.fit(X.multiply(r).tocsr(), (y == c).astype(int))
+            self.r_.append(r)
+            self.models_.append(clf)
+        return self
+
+    def decision_function(self, X: sparse.csr_matrix) -> np.ndarray:
+        X = (X > 0).astype(np.float64)
+        return np.stack([m.decision_function(X.multiply(r).tocsr()) for r, m in zip(self.r_, self.models_)], 1)
+
+    def predict_proba(self, X: sparse.csr_matrix) -> np.ndarray:
+        z = self.decision_function(X)
+        z = np.exp(z - z.max(1, keepdims=True))  # softmax over the one-vs-rest scores
+        return z / z.sum(1, keepdims=True)
+
+    def predict(self, X: sparse.csr_matrix) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(1)]
+
+
+def nbsvm_pipeline(cfg: Mapping[str, Any], seed: int) -> Pipeline:
+    """Binary n-gram counts + ``NBSVM`` (``stage.params`` of conf/stage/nbsvm.yaml)."""
+    return Pipeline([("counts", CountVectorizer(binary=True, **_vectorizer_args(cfg))),
+                     ("clf", NBSVM(alpha=cfg["alpha"], C=cfg["C"], max_iter=cfg["max_iter"], seed=seed))])
+
+
+BASELINES = {"tfidf": tfidf_pipeline, "nbsvm": nbsvm_pipeline}
+
+
+def make_baseline(name: str, cfg: Mapping[str, Any], seed: int) -> Pipeline:
+    """The unfitted sklearn pipeline of baseline ``name`` with options ``cfg``."""
+    if name not in BASELINES:
+        raise UsageError(f"Unknown baseline {name!r}; use one of {', '.join(BASELINES)}.")
+    return BASELINES[name](cfg, seed)
+
+
+def joined_tokens(corpus: TokenizedCorpus, docs: Docs) -> list[str]:
+    """Each document's fastai tokens joined by spaces: what the vectorizers split on whitespace."""
+    tokens = np.asarray(corpus.tokens, dtype=object)
+    return [" ".join(tokens[docs.doc(i)]) for i in range(len(docs))]
+
+
+def run(cfg: DictConfig) -> Entry:
+    """Stage ``tfidf`` or ``nbsvm`` (``stage.name``): fit on classify's training split, score valid and test."""
+    stage = cfg.stage.name
+    store, name = open_store(cfg, stage)
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    classes = labelled_classes(corpus)
+    train_all = corpus.part("train")
+    keep, held = split_of(corpus, cfg.data, cfg.seed)
+    texts = joined_tokens(corpus, train_all)
+    y = np.array([classes.index(c) for c in train_all.labels])
+    pipe = make_baseline(stage, OmegaConf.to_container(cfg.stage.params), cfg.seed)
+    t0 = time.perf_counter()
+    pipe.fit([texts[i] for i in keep], y[keep])
+    seconds = time.perf_counter() - t0
+
+    def evaluate(docs_texts: list[str], targets: np.ndarray) -> dict[str, Any]:
+        return classification_metrics(pipe.predict_proba(docs_texts), targets, classes)
+
+    metrics: dict[str, Any] = {"valid_accuracy": evaluate([texts[i] for i in held], y[held])["accuracy"]}
+    if "test" in corpus.parts:
+        test = scored_test(corpus.part("test"), cfg.data, classes)
+        report = evaluate(joined_tokens(corpus, test), np.array([classes.index(c) for c in test.labels]))
+        metrics.update({"test_" + k: v for k, v in report.items()})
+    metrics.update({"train_seconds": round(seconds, 2), "n_train": int(len(keep)), "n_valid": int(len(held)),
+                    "n_test": len(test) if "test" in corpus.parts else 0,
+                    "n_features": int(len(pipe[0].vocabulary_)), "classes": classes})
+    lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                        "parts": ["train"], "n_train": int(len(keep)), "n_valid": int(len(held)),
+                                        "n_test": metrics["n_test"]}}
+    with store.create(stage, name, lineage) as w:
+        w.save_json("metrics.json", metrics)
+        w.save_config(cfg)
+    entry = store.get(stage, name)
+    tracking.current().log_summary(metrics)
+    print_table(f"{stage} -> {entry.path}", metrics)
+    return entry
