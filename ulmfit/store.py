@@ -32,8 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
-# peak_rss_mb is re-exported only until bench/memory.py imports it from ulmfit.environment
-from ulmfit.environment import environment_info, peak_rss_mb  # noqa: F401
+from ulmfit.environment import environment_info
 from ulmfit.errors import UsageError
 from ulmfit.shipped import STAGE as SHIPPED_STAGE, as_fp32, shipped_dir
 
