@@ -11,11 +11,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from fastai.text.data import make_vocab
 
@@ -41,9 +39,7 @@ def make_entry(root: Path, vocab_texts: list[str]) -> None:
     from ulmfit.models import build_classifier, classifier_info, model_info
     from ulmfit.store import Store
 
-    tok = tokenize_ids(vocab_texts)
-    counts = Counter(dict(zip(tok.words, np.bincount(tok.ids, minlength=len(tok.words)).tolist())))
-    vocab = make_vocab(counts, min_freq=2, max_vocab=60000)
+    vocab = make_vocab(tokenize_ids(vocab_texts).counts(), min_freq=2, max_vocab=60000)
     cfg = compose_config("stage=classify", "model=awd_lstm_cpu", f"paths.root={root}")
     info = classifier_info(model_info(cfg.model, len(vocab), 0.5), cfg.model.head, ["neg", "pos"], 0.5, cfg.train.bptt)
     with Store(cfg.paths.store).create("classify", ENTRY, {"parent": None, "note": "random init, for benchmarking"}) as w:
@@ -72,7 +68,7 @@ def child(data: Path, n_docs: int) -> dict[str, Any]:
     tok = tokenize_ids(test["text"].tolist())
     tok_s = time.perf_counter() - t0
     assert len(out) == n_docs
-    return {"docs": n_docs, "tokens": int(tok.offsets[-1]), "seconds": seconds, "docs_per_second": n_docs / seconds,
+    return {"docs": n_docs, "tokens": tok.n_tokens, "seconds": seconds, "docs_per_second": n_docs / seconds,
             "tokenize_seconds": tok_s, "bs": int(cfg.stage.bs)}
 
 

@@ -35,6 +35,22 @@ def test_tokens_are_fastais(csv_reader, tmp_path):
     assert docs.labels == ["pos", "neg"]
 
 
+
+def test_token_counts_and_vocab_ids_of_raw_texts(monkeypatch):
+    """What predict does with new texts: tokens once, each model's vocab ids by one lookup per distinct token;
+    the counts and size bench/predict.py reports, from the library."""
+    from collections import Counter
+    from ulmfit.data.tokens import vocab_lookup
+    monkeypatch.setattr(tokenizer_mod, "CHUNK", 2)  # several chunks merged
+    texts = ["the cat and the dog", "The new zyzzyva", "dog dog"]
+    tok = SETTINGS.tokenize_ids(texts)
+    lists = tokenizer_mod.tokenize(texts, n_workers=0)
+    assert tok.token_lists() == lists and tok.n_tokens == sum(map(len, lists))
+    assert tok.counts() == Counter(t for doc in lists for t in doc)
+    vocab = ["xxunk", "xxpad", "xxbos", "the", "dog"]
+    ids = vocab_lookup(tok.words, vocab)[tok.ids]
+    assert ids.tolist() == [vocab.index(t) if t in vocab else 0 for doc in lists for t in doc]
+
 HARD_TEXTS = [
     "", "   ", "\n\n", "xxmaj, xxbos. (xxup) xxunk's", "I don't know... it's 9:30 a.m. :) ;-) <3 #hashtag/slash",
     "WOW!!!!! This is sooooo GOOD GOOD GOOD good", "U.S.A. vs. the U.K. -- e-mail me at a@b.com or http://x.y/z?q=1",

@@ -21,7 +21,8 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.text.learner import TextLearner
 
 from ulmfit.data.readers import open_text, read_table
-from ulmfit.data.tokens import Docs, TokenizerSettings, tokenize
+from ulmfit.data.tokenizer import TokenIds
+from ulmfit.data.tokens import Docs, TokenizerSettings, vocab_lookup
 from ulmfit.data.loaders import clas_loader
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import probs_in_input_order
@@ -49,19 +50,11 @@ class Classifier:
         model = load_model(entry)
         return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]))
 
-    def numericalize(self, token_lists: list[list[str]]) -> Docs:
-        """Token lists -> this model's vocab ids (unknown tokens -> ``xxunk`` = 0)."""
-        index = {t: i for i, t in enumerate(self.vocab)}
-        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        ids = np.fromiter((index.get(t, 0) for toks in token_lists for t in toks), dtype=np.int64,
-                          count=int(offsets[-1]))
-        return Docs(ids, offsets)
-
-    def predict_probs(self, token_lists: list[list[str]], bs: int = 64) -> np.ndarray:
-        """Class probabilities, one row per input, in input order."""
+    def predict_probs(self, tokens: TokenIds, bs: int = 64) -> np.ndarray:
+        """Class probabilities of tokenized texts, one row per text, in input order."""
         device = next(self.model.parameters()).device
-        docs = self.numericalize(token_lists)
+        # this model's vocab ids (unknown tokens -> xxunk), looked up once per distinct token
+        docs = Docs(vocab_lookup(tokens.words, self.vocab)[tokens.ids], tokens.offsets)
         dl = clas_loader(docs, [0] * len(docs), bs, self.entry.model_info["head"]["bptt"], shuffle=False,
                          device=device, backwards=self.backwards)
         # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state
@@ -83,8 +76,8 @@ def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.devic
 def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
                    bs: int = 64) -> np.ndarray:
     """Averaged class probabilities of ``models`` for raw ``texts`` (tokenized once, fastai rules)."""
-    token_lists = tokenize(list(texts), settings)
-    return np.mean([m.predict_probs(token_lists, bs) for m in models], axis=0)
+    tokens = settings.tokenize_ids(texts)
+    return np.mean([m.predict_probs(tokens, bs) for m in models], axis=0)
 
 
 def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = None,

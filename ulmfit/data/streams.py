@@ -34,7 +34,7 @@ class TokenStream:
                    source=np.concatenate([np.full(len(d), k, dtype=np.int16) for k, d in enumerate(docs)]),
                    starts=np.concatenate([np.asarray(d.offsets[:-1], dtype=np.int64) for d in docs]),
                    lengths=np.concatenate([d.lengths.astype(np.int64) for d in docs]),
-                   lookup=vocab_lookup(corpus, vocab))
+                   lookup=vocab_lookup(corpus.tokens, vocab))
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -19,6 +19,7 @@ This path produces the same tokens with three changes:
 from __future__ import annotations
 
 import multiprocessing
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache, reduce
@@ -39,9 +40,22 @@ class TokenIds:
     ids: np.ndarray      # int32 indices into ``words``
     offsets: np.ndarray  # int64, n_docs + 1
 
+    @property
+    def n_tokens(self) -> int:
+        return int(self.offsets[-1])
+
+    def counts(self) -> Counter:
+        """How often each token occurs (what fastai's ``make_vocab`` builds a vocabulary from)."""
+        return counts_of(self.words, np.bincount(self.ids, minlength=len(self.words)))
+
     def token_lists(self) -> list[list[str]]:
         words = self.words
         return [[words[i] for i in self.ids[s:e]] for s, e in zip(self.offsets[:-1], self.offsets[1:])]
+
+
+def counts_of(words: Sequence[str], totals: np.ndarray) -> Counter:
+    """``{word: count}`` of the words that occur (``totals[i]`` occurrences of ``words[i]``)."""
+    return Counter({words[i]: int(totals[i]) for i in np.flatnonzero(totals)})
 
 
 @lru_cache(maxsize=4)

@@ -34,7 +34,7 @@ from fastai.text.core import UNK, defaults
 from fastai.text.data import make_vocab
 
 from ulmfit.data.readers import CsvReader
-from ulmfit.data.tokenizer import tokenize_ids
+from ulmfit.data.tokenizer import TokenIds, counts_of, tokenize_ids
 from ulmfit.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,10 @@ class TokenizerSettings:
     @property
     def rules(self) -> list:
         return list(defaults.text_proc_rules)
+
+    def tokenize_ids(self, texts: Sequence[str], index: dict[str, int] | None = None) -> TokenIds:
+        """fastai-identical tokens of ``texts`` with these settings (``ulmfit.data.tokenizer.tokenize_ids``)."""
+        return tokenize_ids(list(texts), self.lang, self.rules, n_workers=self.n_workers, index=index)
 
     def signature(self) -> dict[str, Any]:
         """Everything that changes the tokens (not ``n_workers``)."""
@@ -130,7 +134,7 @@ class TokenizedCorpus:
                 continue
             for i in range(0, len(part.ids), COUNT_CHUNK):  # bounded RAM on memory-mapped corpora of any size
                 total += np.bincount(part.ids[i:i + COUNT_CHUNK], minlength=len(self.tokens))
-        return Counter({self.tokens[i]: int(c) for i in np.flatnonzero(total) for c in [total[i]]})
+        return counts_of(self.tokens, total)
 
     def part(self, name: str) -> Docs:
         if name not in self.parts:
@@ -170,11 +174,6 @@ def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str
     return h.hexdigest()[:24], info
 
 
-def tokenize(texts: Sequence[str], settings: TokenizerSettings) -> list[list[str]]:
-    """fastai-identical token lists of ``texts``, in input order (see ``ulmfit.data.tokenizer``)."""
-    return tokenize_ids(list(texts), settings.lang, settings.rules, n_workers=settings.n_workers).token_lists()
-
-
 def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | os.PathLike) -> TokenizedCorpus:
     """Return the tokenized corpus of ``reader``, from the cache when its fingerprint is there."""
     t0 = time.perf_counter()
@@ -191,8 +190,7 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     parts: dict[str, Docs] = {}
     for name, df in raw.items():
         t_part = time.perf_counter()
-        tokenized = tokenize_ids(df["text"].tolist(), settings.lang, settings.rules, n_workers=settings.n_workers,
-                                 index=index)
+        tokenized = settings.tokenize_ids(df["text"].tolist(), index=index)
         parts[name] = Docs(tokenized.ids, tokenized.offsets, df["label"].tolist())
         log.info("Tokenized %s: %d docs, %d tokens in %.1fs", name, len(df), len(tokenized.ids),
                  time.perf_counter() - t_part)
@@ -255,12 +253,13 @@ def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, m
 def numericalize(corpus: TokenizedCorpus, part: str, vocab: Sequence[str]) -> Docs:
     """Map a part's cached ids to ``vocab`` ids (unknown tokens -> ``xxunk``), as int64 for PyTorch."""
     docs = corpus.part(part)
-    return Docs(vocab_lookup(corpus, vocab)[docs.ids], np.asarray(docs.offsets), list(docs.labels))
+    return Docs(vocab_lookup(corpus.tokens, vocab)[docs.ids], np.asarray(docs.offsets), list(docs.labels))
 
 
-def vocab_lookup(corpus: TokenizedCorpus, vocab: Sequence[str]) -> np.ndarray:
-    """Cached token id -> ``vocab`` id (tokens outside the vocab -> 0, ``xxunk``)."""
+def vocab_lookup(tokens: Sequence[str], vocab: Sequence[str]) -> np.ndarray:
+    """Token id -> ``vocab`` id, for ids into ``tokens`` (a corpus's cached tokens, or ``TokenIds.words``):
+    tokens outside the vocab -> 0, ``xxunk``."""
     if vocab[0] != UNK:
         raise UsageError(f"Vocabulary must start with {UNK}; got {vocab[0]!r}. The store entry's vocab.json is corrupted.")
     index = {t: i for i, t in enumerate(vocab)}
-    return np.fromiter((index.get(t, 0) for t in corpus.tokens), dtype=np.int64, count=len(corpus.tokens))
+    return np.fromiter((index.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
