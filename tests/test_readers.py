@@ -143,14 +143,21 @@ def test_trec_malformed_line(tmp_path):
 
 
 # ---- config -> reader ----------------------------------------------------------------------------
+def _data_cfg(option: str, **values) -> dict:
+    """A data config as the CLI composes it (``data=<option>``), with ``values`` changed."""
+    from omegaconf import OmegaConf
+    from ulmfit.config import compose
+    return {**OmegaConf.to_container(compose(f"data={option}").data, resolve=True), **values}
+
+
 def test_make_reader_from_config_and_errors(tmp_path):
-    assert isinstance(make_reader({"format": "wikitext", "root": str(SAMPLE_DIR / "wikitext-2")}), WikiTextReader)
+    assert isinstance(make_reader(_data_cfg("wikitext2_sample")), WikiTextReader)
     with pytest.raises(UsageError, match="Unknown data.format"):
         make_reader({"format": "parquet"})
     with pytest.raises(UsageError, match="does not exist"):
-        make_reader({"format": "imdb", "root": str(tmp_path / "missing")})
+        make_reader(_data_cfg("imdb", root=str(tmp_path / "missing")))
     with pytest.raises(UsageError, match="No data folder"):
-        make_reader({"format": "imdb", "root": None, "download": False, "url": "IMDB"})
+        make_reader(_data_cfg("imdb"))
 
 
 def test_download_path_uses_fastai_untar_data(monkeypatch, tmp_path):
@@ -159,5 +166,5 @@ def test_download_path_uses_fastai_untar_data(monkeypatch, tmp_path):
     shutil.copytree(SAMPLE_DIR / "imdb", tmp_path / "imdb")
     calls = []
     monkeypatch.setattr(external, "untar_data", lambda url: calls.append(url) or tmp_path / "imdb")
-    reader = make_reader({"format": "imdb", "root": None, "download": True, "url": "IMDB"})
+    reader = make_reader(_data_cfg("imdb", download=True))
     assert calls == [external.URLs.IMDB] and reader.root == tmp_path / "imdb"

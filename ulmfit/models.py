@@ -22,7 +22,7 @@ _DECODER_KEYS = ("output_p", "tie_weights", "out_bias")  # LM decoder options; t
 
 def arch_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The fastai ``config`` dict for ``get_language_model`` (dropouts before ``drop_mult``)."""
-    if model_cfg.get("arch") not in ARCHS:
+    if model_cfg.get("arch") not in ARCHS:  # .get: a hand-written model config may lack it; say so, not KeyError
         raise UsageError(f"Unknown model.arch {model_cfg.get('arch')!r}; available: {', '.join(ARCHS)}.")
     missing = [k for k in _AWD_KEYS if k not in model_cfg]
     if missing:

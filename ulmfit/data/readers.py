@@ -21,6 +21,7 @@ import bz2
 import gzip
 import logging
 import lzma
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,9 @@ Parts = dict[str, pd.DataFrame]
 _OPENERS: dict[str, Callable[..., IO[str]]] = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 
 
-def open_text(path: Path, encoding: str = "utf-8") -> IO[str]:
-    """Open a plain or compressed (.xz/.gz/.bz2) text file."""
+def open_text(path: str | os.PathLike, encoding: str = "utf-8") -> IO[str]:
+    """Open a plain or compressed (.xz/.gz/.bz2, by suffix) text file for reading."""
+    path = Path(path)
     return _OPENERS.get(path.suffix, open)(path, "rt", encoding=encoding)
 
 
@@ -283,19 +285,18 @@ def resolve_root(root: str | None, download: bool = False, url: str | None = Non
 
 
 def make_reader(data_cfg: Mapping[str, Any]) -> WikiTextReader | ImdbReader | CsvReader | TrecReader:
-    """Build the reader a data config asks for (``format`` picks the reader)."""
-    fmt = data_cfg.get("format")
+    """Build the reader a data config (conf/data/) asks for (``format`` picks the reader)."""
+    fmt = data_cfg["format"]
     if fmt == "csv":
-        return CsvReader(dict(data_cfg["files"]), text_col=data_cfg.get("text_col", "text"),
-                         label_col=data_cfg.get("label_col", "label"), sep=data_cfg.get("sep"),
-                         header=data_cfg.get("header", True), encoding=data_cfg.get("encoding", "utf-8"),
-                         unlabelled_parts=tuple(data_cfg.get("unlabelled_parts", ("unsup",))))
+        return CsvReader(dict(data_cfg["files"]), text_col=data_cfg["text_col"], label_col=data_cfg["label_col"],
+                         sep=data_cfg["sep"], header=data_cfg["header"], encoding=data_cfg["encoding"],
+                         unlabelled_parts=tuple(data_cfg["unlabelled_parts"]))
     readers = {"wikitext": WikiTextReader, "imdb": ImdbReader, "trec": TrecReader}
     if fmt not in readers:
         raise UsageError(f"Unknown data.format {fmt!r}; use one of: csv, {', '.join(readers)}.")
-    root = resolve_root(data_cfg.get("root"), data_cfg.get("download", False), data_cfg.get("url"))
+    root = resolve_root(data_cfg["root"], data_cfg["download"], data_cfg["url"])
     if fmt == "trec":
-        return TrecReader(root, label=data_cfg.get("label", "coarse"))
+        return TrecReader(root, label=data_cfg["label"])
     if fmt == "imdb":
-        return ImdbReader(root, parts=tuple(data_cfg.get("parts", ("train", "test", "unsup"))))
+        return ImdbReader(root, parts=tuple(data_cfg["parts"]))
     return WikiTextReader(root)

@@ -53,7 +53,7 @@ class TokenizerSettings:
     @classmethod
     def from_config(cls, tok_cfg: Any) -> "TokenizerSettings":
         """From the ``tokenizer`` config group."""
-        return cls(lang=tok_cfg.get("lang", "en"), n_workers=tok_cfg.get("n_workers"))
+        return cls(lang=tok_cfg["lang"], n_workers=tok_cfg["n_workers"])
 
     @property
     def rules(self) -> list:

@@ -47,12 +47,12 @@ def open_store(cfg: DictConfig, stage: str) -> tuple[Store, str]:
 def open_run(cfg: DictConfig, stage: str) -> tuple[Store, str, RunCheckpoint, ResumeState | None]:
     """``open_store`` for a training stage: also its per-epoch checkpoints, and the state to continue from
     when ``resume=true`` (refused without a run_name or a checkpoint, or with a different model/data config)."""
-    if cfg.get("resume") and not cfg.run_name:
+    if cfg.resume and not cfg.run_name:
         raise UsageError("resume=true needs the interrupted run's name: add run_name=<name> (the hidden "
                          f"'.resume-<name>' directory under {cfg.paths.store}/{stage}/).")
     store, name = open_store(cfg, stage)
     checkpoint = RunCheckpoint(store.root, stage, name, cfg)
-    return store, name, checkpoint, checkpoint.prepare(bool(cfg.get("resume")))
+    return store, name, checkpoint, checkpoint.prepare(bool(cfg.resume))
 
 
 def data_source(data_cfg: DictConfig) -> str:

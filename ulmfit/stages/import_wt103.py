@@ -26,8 +26,8 @@ STAGE = "pretrain"  # the entry it writes is a pretrained LM like any other
 
 def _source_files(cfg: DictConfig) -> tuple[Path, Path]:
     st = cfg.stage
-    folder = st.get("dir")
-    if st.get("download") and not folder:
+    folder = st.dir
+    if st.download and not folder:
         from fastai.data.external import URLs, untar_data
         url = URLs.WT103_BWD if cfg.backwards else URLs.WT103_FWD
         log.info("Downloading %s with fastai untar_data", url)
@@ -41,8 +41,8 @@ def _source_files(cfg: DictConfig) -> tuple[Path, Path]:
         if not found["pth"] or not found["pkl"]:
             raise UsageError(f"{folder} needs one .pth (weights) and one .pkl (vocabulary) file, as fastai's "
                              f"WT103 archive has; or set stage.weights and stage.vocab.")
-        return Path(st.get("weights") or found["pth"][0]), Path(st.get("vocab") or found["pkl"][0])
-    if not st.get("weights") or not st.get("vocab"):
+        return Path(st.weights or found["pth"][0]), Path(st.vocab or found["pkl"][0])
+    if not st.weights or not st.vocab:
         raise UsageError("Set stage.weights=<lstm_fwd.pth> and stage.vocab=<itos_wt103.pkl> (or stage.dir=<folder "
                          "with both>, or stage.download=true with a network).")
     return Path(st.weights).expanduser(), Path(st.vocab).expanduser()

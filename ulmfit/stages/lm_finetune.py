@@ -39,7 +39,7 @@ def run(cfg: DictConfig) -> Entry:
     if not parts:
         raise UsageError(f"None of stage.lm_parts={list(cfg.stage.lm_parts)} is in the corpus "
                          f"(it has {list(corpus.parts)}).")
-    if cfg.stage.get("lm_only_labelled"):  # the LM sees only classify's labelled training texts
+    if cfg.stage.lm_only_labelled:  # the LM sees only classify's labelled training texts
         if parts != ["train"]:
             raise UsageError(f"stage.lm_only_labelled=true fine-tunes on the labelled training texts only; "
                              f"set stage.lm_parts=[train] (got {parts}).")

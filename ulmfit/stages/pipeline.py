@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> list[Entry]:
         validate(step_cfg)
     for stage, overrides, step_cfg in steps:
         t = time.perf_counter()
-        if cfg.get("resume"):  # continue an interrupted pipeline: reuse finished steps, resume the cut one
+        if cfg.resume:  # continue an interrupted pipeline: reuse finished steps, resume the cut one
             done, interrupted = _step_state(step_cfg, PROVIDES.get(stage, stage))
             if done is not None:
                 log.info("pipeline step %s: %s exists, reused (resume=true)", stage, done.ref)
