@@ -1,8 +1,8 @@
 """Which C memory allocator this process runs on, and a replacement for glibc's on long CPU runs.
 
-Under glibc's malloc the resident memory of a CPU training process (AWD-LSTM, seen with bf16 autocast) grows for
-as long as it trains while the live tensors stay the same: an IMDB LM fine-tuning run here was stopped after
-2,221 steps when it had taken the machine's 24 GB. It is fragmentation, not a leak: glibc raises its mmap
+Under glibc's malloc the resident memory of a CPU training process (AWD-LSTM, with bf16 autocast too) grows for
+as long as it trains while the live tensors stay the same, until a long run exhausts the machine's memory.
+It is fragmentation, not a leak: glibc raises its mmap
 threshold as large blocks are freed, after which the LSTM's many mid-sized activations come from arenas it
 cannot hand back (pytorch/pytorch#41486). Preloading jemalloc or tcmalloc keeps the run flat
 (``python -m bench.allocator`` measures both). An allocator can only be chosen before the process starts

@@ -2,8 +2,8 @@
 
 With a 16k-60k vocabulary the decoder's logits are by far the largest tensor of a step (bs x bptt x vocab,
 ~290 MB in fp32 for bs 64, bptt 70, 16k words). The stock path converts them to fp32, writes fp32
-log-probabilities, zero-fills a same-size gradient for NLL, and makes two more passes in backward: on a
-2-core CPU that was ~35% of a bf16 training step (bench/results.md). Here the same value and gradient are
+log-probabilities, zero-fills a same-size gradient for NLL, and makes two more passes in backward: memory
+traffic that is a large share of a CPU training step (``bench/`` measures it). Here the same value and gradient are
 computed a block of rows at a time, in fp32, from logits of any dtype: forward keeps one loss per row;
 backward recomputes the block's softmax and writes ``softmax - onehot`` into a gradient of the logits' dtype.
 """
@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from fastai.losses import CrossEntropyLossFlat
 
-ROWS_PER_BLOCK = 128  # 128 x 60k fp32 = 30 MB at most; 64-128 measured fastest for a 16k vocab on 2 cores
+ROWS_PER_BLOCK = 128  # small enough to bound the extra memory (128 x 60k fp32 = 30 MB), large enough to amortise
+                      # the per-block overhead
 
 
 class _BlockwiseCrossEntropy(torch.autograd.Function):

@@ -2,7 +2,8 @@
 
 On CUDA this is fastai's ``MixedPrecision`` (``to_fp16``/``to_bf16``). fastai's callback only autocasts on
 CUDA, so on CPU (``to_fp16`` does nothing there) ``CpuBf16Autocast`` runs the forward pass and loss under
-``torch.autocast("cpu", bfloat16)``; CPUs with AMX run the LSTM matmuls about twice as fast that way.
+``torch.autocast("cpu", bfloat16)``; CPUs with bf16 instructions (AMX, AVX512-BF16) run the LSTM matmuls faster
+that way.
 Not every CPU can: without AVX-512, oneDNN has no bf16 LSTM and PyTorch fails on the first batch ("could not
 create a primitive descriptor"), so ``bf16`` is refused there before anything runs, and ``auto`` picks bf16
 only where the CPU has bf16 instructions (AVX512-BF16 or AMX), else fp32.
@@ -49,7 +50,7 @@ def cpu_runs_bf16() -> bool:
 
 
 def cpu_has_bf16_instructions() -> bool:
-    """AVX512-BF16 or AMX: bf16 is faster than fp32 here (on plain AVX-512 oneDNN emulates it)."""
+    """AVX512-BF16 or AMX: the CPUs on which bf16 is faster than fp32 (on plain AVX-512 oneDNN emulates it)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private torch.cpu API: probe, don't assume
     return cpu_runs_bf16() and any(getattr(torch.cpu, p, lambda: False)() for p in probes)
 

@@ -41,7 +41,7 @@ def hardware() -> str:
 
 
 def cpu_bf16() -> str:
-    """What the CPU does with train.precision=bf16 (CPU timings differ about 2x between these)."""
+    """What the CPU does with train.precision=bf16: CPU training speed depends on which of these it is."""
     from ulmfit.precision import cpu_has_bf16_instructions, cpu_runs_bf16
     if cpu_has_bf16_instructions():
         return "bf16 instructions: AVX512-BF16/AMX"

@@ -122,7 +122,7 @@ def clas_loader(docs: Docs, targets: Sequence[int], bs: int, bptt: int, shuffle:
 
     Batches are made in the training process (``num_workers=0``; fastai's default forks one worker per core).
     Padding in-memory tensors costs microseconds, while a forked worker copies the process and, in a
-    data-parallel run, can deadlock on a lock held by a gloo thread at fork time (1 run in 6 hung here)."""
+    data-parallel run, can deadlock on a lock held by a gloo thread at fork time."""
     items = [(TensorText(t), TensorCategory(y)) for t, y in zip(as_tensors(docs, backwards), targets)]
     return SortedDL(items, res=docs.lengths.tolist(), bs=bs, shuffle=shuffle, device=device, num_workers=0,
                     before_batch=partial(pad_to_whole_chunks, seq_len=bptt))

@@ -7,8 +7,8 @@ This path produces the same tokens with three changes:
 1. fastai registers its special tokens (``xxbos``, ``xxmaj``, ...) as spaCy special cases. They are plain
    ASCII words that no prefix/suffix/infix rule splits, so they come out of spaCy as themselves anyway; but
    a special-case hit sets a per-document flag that switches spaCy's chunk cache off for the rest of the
-   document (spaCy #1250), and every fastai document starts with ``xxbos``. Without them the cache works,
-   which halves spaCy's time. ``_tokenizer`` checks that each special token still comes out whole.
+   document (spaCy #1250), and every fastai document starts with ``xxbos``. Without them the cache works, so
+   repeated chunks are not tokenized again. ``_tokenizer`` checks that each special token still comes out whole.
 2. Tokens leave spaCy as one ``uint64`` array per document (``Doc.to_array(ORTH)``); strings are looked up,
    and fastai's post-rules applied, once per distinct token, not once per token.
 3. Workers (one per core) return a distinct-token list plus small integer arrays, not lists of strings.

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def default_run_name() -> str:
-    """A sweep's job is named by its overrides, after the time (``20261130-214012-train.lr=0.001``), so the
+    """A sweep's job is named by its overrides, after the time (``<YYYYmmdd-HHMMSS>-train.lr=0.001``), so the
     store shows what each job tried; any other run by the time and a random suffix."""
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         label = re.sub(r"[^A-Za-z0-9._=,+-]", "_", HydraConfig.get().job.override_dirname)

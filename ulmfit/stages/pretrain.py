@@ -1,4 +1,4 @@
-"""Stage 1: train a general-domain AWD-LSTM language model (WikiText-2 here, WikiText-103 on a GPU).
+"""Stage 1: train a general-domain AWD-LSTM language model (e.g. WikiText-2 on a CPU, WikiText-103 on a GPU).
 
 load corpus (token cache) -> vocab from train -> LM DataLoaders -> fastai LMLearner -> fit -> valid/test
 perplexity -> store entry ``pretrain/<run>`` (LM weights, vocab, config, metrics, lineage).
