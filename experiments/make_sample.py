@@ -4,6 +4,7 @@
 
 WikiText-2: the first articles of train/valid/test (cut at article boundaries, original format).
 IMDB: a seeded, label-balanced random draw of train/test reviews plus unlabelled ones (same CSV form).
+TREC-6: both files whole, byte for byte (the quickstart's task).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def main() -> None:
             sample = df.groupby("label", group_keys=False).sample(n=n // 2, random_state=args.seed)
         sample = sample.sample(frac=1.0, random_state=args.seed)  # mix labels
         sample.to_csv(imdb / f"{part}.csv.xz", index=False, compression={"method": "xz", "preset": 9})
+
+    trec = OUT / "trec"
+    trec.mkdir(parents=True, exist_ok=True)
+    for name in ("train_5500.label", "TREC_10.label"):
+        (trec / f"{name}.xz").write_bytes(lzma.compress((args.shared / "trec" / name).read_bytes(), preset=9))
     for f in sorted(OUT.rglob("*.xz")):
         print(f"{f.relative_to(OUT)}: {f.stat().st_size:,} bytes")
 

@@ -64,3 +64,18 @@ def test_a_store_without_pretrain_entries_fine_tunes_from_the_shipped_lm(exporte
     local = _run("pretrain", tmp_path, *imdb_csv(mini_imdb), "run_name=local")
     assert store.latest("pretrain").name == "local" and store.get("pretrain", "general-lm").path == out
     assert local.path.parent == tmp_path / "store" / "pretrain"
+
+
+def test_perplexity_stage_scores_an_lm_entry_on_any_corpus(exported, mini_wikitext, tmp_path):
+    """stage=perplexity on the corpus an entry was pretrained on reproduces the test perplexity the pretrain
+    stage measured; the report counts the tokens the vocabulary lacks."""
+    _, entry = exported
+    root = entry.path.parents[2]  # the store's home
+    out = tmp_path / "ppl.json"
+    report = _run("perplexity", root, f"stage.model=pretrain/{entry.name}", "data=wikitext2",
+                  f"data.root={mini_wikitext}", f"stage.output={out}")
+    assert json.loads(out.read_text()) == report
+    assert report["test"]["perplexity"] == pytest.approx(entry.metrics["test_perplexity"], rel=1e-4)
+    assert 0 < report["test"]["oov_rate"] < 0.5 and report["test"]["tokens"] > 1000
+    with pytest.raises(Exception, match="pretrain/<name> or lm_finetune/<name>"):
+        _run("perplexity", root, f"stage.model={entry.name}")

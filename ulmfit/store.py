@@ -153,7 +153,7 @@ class Store:
     # ---- reading -------------------------------------------------------------------------------
     def entries(self, stage: str | None = None) -> list[Entry]:
         """Complete entries, oldest first (by creation time recorded in their lineage)."""
-        stages = [stage] if stage else sorted(p.name for p in self.root.glob("*") if p.is_dir())
+        stages = [stage] if stage else sorted({p.name for p in self.root.glob("*") if p.is_dir()} | {SHIPPED_STAGE})
         found = {}
         for st in stages:
             # the package's shipped LMs first, so a local entry of the same name replaces one

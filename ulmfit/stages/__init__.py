@@ -9,8 +9,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
-from ulmfit.stages import (baselines, classify, evaluate, import_wt103, lm_finetune, pipeline, predict,
-                           pretrain)
+from ulmfit.stages import (baselines, classify, evaluate, import_wt103, lm_finetune, perplexity, pipeline,
+                           predict, pretrain)
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ STAGES: dict[str, Stage] = {
     "pipeline": Stage(pipeline.run),
     "predict": Stage(predict.run),
     "evaluate": Stage(evaluate.run),
+    "perplexity": Stage(perplexity.run),
     "tfidf": Stage(baselines.run, "baseline: TF-IDF + LR", ("test_accuracy", "test_error_rate")),
     "nbsvm": Stage(baselines.run, "baseline: NB-SVM", ("test_accuracy", "test_error_rate")),
     "import_wt103": Stage(import_wt103.run, "general-domain LM"),  # writes a pretrain entry
