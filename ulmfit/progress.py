@@ -8,12 +8,14 @@ import logging
 import sys
 import time
 
+import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
 
 log = logging.getLogger("ulmfit.progress")
 INTERVAL = 30.0  # seconds between progress lines without a terminal
+SLOWDOWN = 3.0   # a progress interval this many times slower than the fit's best is worth a warning
 
 
 def where(learn: Learner) -> str:
@@ -39,7 +41,8 @@ class ProgressLog(Callback):
 
     def before_fit(self) -> None:
         self.t0 = self.last = time.perf_counter()
-        self.tokens = self.steps = 0
+        self.tokens = self.steps = self.tokens_at_last = 0
+        self.best_rate, self.warned = 0.0, False
 
     def after_batch(self) -> None:
         if not self.training:
@@ -49,12 +52,25 @@ class ProgressLog(Callback):
         now = time.perf_counter()
         if now - self.last < self.interval:
             return
-        self.last = now
+        rate = (self.tokens - self.tokens_at_last) / (now - self.last)  # over this interval, not the whole fit
+        self.check_rate(rate)
+        self.last, self.tokens_at_last = now, self.tokens
         done = self.learn.train_iter - self.epoch * self.n_iter  # batches of this epoch (also after a resume)
         total = self.n_epoch * self.n_iter
         left = (total - self.learn.train_iter) * (now - self.t0) / self.steps
         log.info("%s: step %d/%d, loss %.4f, %.0f tokens/s, training left in this fit ~%s", where(self.learn),
-                 done, self.n_iter, float(self.learn.smooth_loss), self.tokens / (now - self.t0), _clock(left))
+                 done, self.n_iter, float(self.learn.smooth_loss), rate, _clock(left))
+
+    def check_rate(self, rate: float) -> None:
+        """Say once per fit when throughput falls to a third of its best: on a CPU that is almost always another
+        process competing for the cores, which costs a multi-threaded run far more than its share."""
+        self.best_rate = max(self.best_rate, rate)
+        if self.warned or self.dls.device.type != "cpu" or rate * SLOWDOWN > self.best_rate:
+            return
+        self.warned = True
+        log.warning("Training slowed from %.0f to %.0f tokens/s. If another process is using the CPU cores, each of "
+                    "this run's %d torch threads waits for the others: stop that process, or give each process "
+                    "its own cores (taskset, OMP_NUM_THREADS).", self.best_rate, rate, torch.get_num_threads())
 
     def log_epoch(self, row: list) -> None:
         """fastai's per-epoch row (``Learner.logger``), as one line."""
