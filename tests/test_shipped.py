@@ -79,3 +79,19 @@ def test_perplexity_stage_scores_an_lm_entry_on_any_corpus(exported, mini_wikite
     assert 0 < report["test"]["oov_rate"] < 0.5 and report["test"]["tokens"] > 1000
     with pytest.raises(Exception, match="pretrain/<name> or lm_finetune/<name>"):
         _run("perplexity", root, f"stage.model={entry.name}")
+
+
+def test_the_shipped_lm_fine_tunes_and_classifies_your_csv_in_an_empty_store(tmp_path, mini_imdb):
+    """What a new user runs: stage=lm_finetune then stage=classify on a CSV, with no pretrain entry anywhere: the
+    package's own LM (ulmfit/pretrained/general-lm) is the parent, and its files are consistent."""
+    shipped_entry = shipped.SHIPPED_DIR / "general-lm"
+    assert (shipped_entry / "lineage.json").is_file(), "the package ships its general-domain LM"
+    assert (shipped_entry / "model.safetensors").stat().st_size < 25 * 2**20
+    lineage = json.loads((shipped_entry / "lineage.json").read_text())
+    assert lineage["shipped"]["dtype"] == "float16" and lineage["data"]["fingerprint"]
+    small = ["train.epochs=1", "train.bs=8", "train.bptt=20", "data.n_test=20"]
+    ft = _run("lm_finetune", tmp_path, *imdb_csv(mini_imdb), "run_name=ft", *small)
+    assert ft.lineage["parent"]["name"] == "general-lm"
+    assert ft.metrics["valid_perplexity_before"] < 2000  # a general English LM, not a random init (~30,000)
+    clas = _run("classify", tmp_path, *imdb_csv(mini_imdb), "run_name=clas", "train.gradual_unfreezing=false", *small)
+    assert clas.lineage["parent"]["name"] == "ft" and 0 <= clas.metrics["test_accuracy"] <= 1

@@ -6,7 +6,7 @@ entry, older than anything trained locally: ``stage=lm_finetune`` on a fresh ins
 store) starts from it, ``stage.parent=<name>`` picks it by name, and a local entry of the same name wins.
 
 ``python -m ulmfit.shipped pretrain/<run> --name <name>`` exports a trained entry into that form (this is how
-the shipped one was made; ``experiments/general_lm.py`` runs it).
+the shipped one was made; ``python -m experiments.general_lm --ship`` runs it).
 """
 
 from __future__ import annotations
