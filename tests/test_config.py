@@ -67,7 +67,8 @@ def test_multirun_gives_each_job_its_own_entry(tmp_path, mini_wikitext):
     assert [e.split("-", 2)[2].endswith(lr) for e, lr in zip(entries, ("train.lr=0.001", "train.lr=0.003"))] == [True] * 2
     # the compare view: what differs between the jobs (train.lr) beside their metrics, best first
     store = sys.executable, "-m", "ulmfit.store", "--root", str(tmp_path / "store")
-    out = subprocess.run([*store, "--compare", "pretrain", "--sort", "valid_loss"], capture_output=True, text=True)
+    out = subprocess.run([*store, "--compare", "pretrain", "--match", "train.lr=", "--sort", "valid_loss"],
+                         capture_output=True, text=True)  # the sweep's jobs, not the shipped LM
     assert out.returncode == 0, out.stderr
     header, rows = out.stdout.splitlines()[0].split(), [r.split() for r in out.stdout.splitlines() if "train.lr=" in r]
     assert header[:2] == ["train.lr", "valid_loss"] and len(rows) == 2  # only what differs, then the metrics

@@ -15,6 +15,13 @@ TINY_MODEL = {"arch": "awd_lstm", "emb_sz": 8, "n_hid": 12, "n_layers": 2, "outp
               "input_p": 0.1, "embed_p": 0.0, "weight_p": 0.1, "tie_weights": True, "out_bias": True}
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_lm(tmp_path, monkeypatch):
+    """These tests count a store's own entries: hide the package's shipped LM (tests/test_shipped.py covers it)."""
+    from ulmfit import shipped
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "no-shipped-lm")
+
+
 def _write(store, stage, name, parent=None):
     with store.create(stage, name, {"parent": parent}) as w:
         w.save_json("metrics.json", {"x": 1.0})
