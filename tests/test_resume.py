@@ -28,9 +28,10 @@ def _kill_after_checkpoint(args: list[str], home: Path, stage: str, name: str, n
     env = {**os.environ, "ULMFIT_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "ulmfit", *args], cwd=home, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    ckpt = home / "store" / stage / f".resume-{name}" / f"epoch-{n:04d}"
+    ckpts = home / "store" / stage / f".resume-{name}"
     deadline = time.time() + 300
-    while not ckpt.is_dir():
+    # checkpoint n or a later one: each new checkpoint replaces the last, so a fast run may skip past n's moment
+    while not any(int(p.name.split("-")[1]) >= n for p in ckpts.glob("epoch-*")):
         assert proc.poll() is None, f"the run ended before checkpoint {n}: {proc.stderr.read()[-2000:]}"
         assert time.time() < deadline, "no checkpoint after 300 s"
         time.sleep(0.01)
@@ -81,7 +82,7 @@ def test_killed_run_resumes_to_the_same_result(stage, kill_after, mini_wikitext,
 
 def test_run_killed_within_an_epoch_resumes_to_the_same_result(mini_wikitext, tmp_path):
     """A long LM epoch checkpoints within itself (train.checkpoint_minutes; 0 = after every batch): killed in the
-    middle of its first epoch, the run continues at the next batch with the same document order, hidden state,
+    middle of an epoch, the run continues at the next batch with the same document order, hidden state,
     LR-schedule position and RNG states, and ends exactly as the uninterrupted run."""
     args = ["stage=pretrain", "data=wikitext2", f"data.root={mini_wikitext}", *TINY, "train.epochs=2", "seed=3",
             "train.checkpoint_minutes=0", "train.schedule=stlr"]
@@ -92,7 +93,7 @@ def test_run_killed_within_an_epoch_resumes_to_the_same_result(mini_wikitext, tm
     ckpt_dir = tmp_path / "store" / "pretrain" / ".resume-cut"
     latest = sorted(p for p in ckpt_dir.glob("epoch-*") if (p / "state.json").is_file())[-1]
     state = json.loads((latest / "state.json").read_text())
-    assert state["epoch"] == 0 and state["position"]["batch"] > 0, "expected a checkpoint within the first epoch"
+    assert state["position"]["batch"] > 0, "expected a checkpoint within an epoch"
     assert (latest / "position.safetensors").is_file()
 
     resumed = run_cli(*args, "run_name=cut", "resume=true", cwd=tmp_path)
