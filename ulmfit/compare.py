@@ -10,10 +10,11 @@ from typing import Sequence
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ulmfit.checkpoint import IGNORED_ON_RESUME
 from ulmfit.store import Entry
 
-# Keys that differ between runs without changing what they compute.
-IGNORED = ("run_name", "paths.", "hydra.", "resume", "logger.", "tokenizer.n_workers", "objective")
+# Keys that differ between runs without changing what they compute: those a resume may change, and the names.
+IGNORED = (*IGNORED_ON_RESUME, "run_name", "hydra", "objective")
 KEY_METRICS = ("valid_loss", "valid_perplexity", "test_perplexity", "valid_accuracy", "test_accuracy",
                "test_error_rate", "train_seconds")
 LOWER_IS_BETTER = ("loss", "perplexity", "error", "seconds")
@@ -30,7 +31,7 @@ def compare(entries: Sequence[Entry], sort: str | None = None) -> pd.DataFrame:
         return pd.DataFrame()
     configs = pd.DataFrame([pd.json_normalize(OmegaConf.to_container(e.config())).iloc[0].to_dict() for e in entries],
                            index=[e.name for e in entries])
-    configs = configs[[c for c in configs.columns if not c.startswith(IGNORED)]]
+    configs = configs[[c for c in configs.columns if not any(c == k or c.startswith(k + ".") for k in IGNORED)]]
     differing = [c for c in configs.columns if configs[c].astype(str).nunique(dropna=False) > 1]
     metrics = pd.DataFrame([{k: v for k, v in e.metrics.items() if k in KEY_METRICS} for e in entries],
                            index=configs.index)

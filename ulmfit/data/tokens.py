@@ -17,6 +17,7 @@ Cache layout (``<cache_dir>/<fingerprint>/``, written atomically)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -148,6 +149,14 @@ class TokenizedCorpus:
 
 # ---------------------------------------------------------------------------------------------------
 def file_sha256(path: Path) -> str:
+    """The file's sha256, computed once per process for the same file, size and modification time: a stage that
+    checks its parent's data before reading (``data_identity``) then loads the corpus hashes each file once."""
+    st = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
