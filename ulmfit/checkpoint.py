@@ -302,6 +302,8 @@ class SaveCheckpoints(Callback):
             return  # the epoch's end saves anyway
         now = time.perf_counter()
         if now - self.last >= self.every_minutes * 60:
+            if (stop := getattr(self.learn, "stop_on_non_finite", None)) is not None:
+                stop.check()  # a GPU run reads its divergence check seldom: never save weights it has not cleared
             self.ckpt.save(self.learn, self.phase, self.epoch, self.records, self.extras,
                            self.seconds + now - self.t0, within_epoch=True)
             self.last = time.perf_counter()
@@ -390,4 +392,7 @@ def _position_tensors(learn) -> dict[str, torch.Tensor]:
 
 def _curve_state(learn) -> dict[str, Any] | None:
     rec = getattr(learn, "curve_recorder", None)
-    return None if rec is None else {"step": rec.step, "data": rec.data}
+    if rec is None:
+        return None
+    rec.read_losses()  # a checkpoint within an epoch: the losses so far
+    return {"step": rec.step, "data": rec.data}

@@ -12,6 +12,7 @@ import torch
 from fastai.callback.core import CancelFitException, Callback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
 from fastai.callback.training import GradientClip
+from fastai.learner import AvgSmoothLoss
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import Perplexity, accuracy
 from fastai.optimizer import Adam
@@ -51,6 +52,31 @@ def resolve_hardware(train_cfg: Mapping[str, Any]) -> tuple[torch.device, str]:
     return device, precision
 
 
+HOST_SYNC_EVERY_CUDA = 100  # a host read waits for every queued kernel: on a GPU, read the loss check this seldom
+
+
+def resolve_host_sync_every(value: str | int, device: torch.device) -> int:
+    """``train.host_sync_every``: ``auto`` = every step on CPU (reads cost nothing there), else
+    ``HOST_SYNC_EVERY_CUDA``."""
+    if value == "auto":
+        return 1 if device.type == "cpu" else HOST_SYNC_EVERY_CUDA
+    return int(value)
+
+
+def resolve_lm_loss(value: str, device: torch.device) -> str:
+    """``train.lm_loss``: ``auto`` = ``blockwise`` on CPU, where the memory traffic of fp32 logits dominates a step,
+    ``fastai`` on CUDA, where the block loop's many small kernels would cost more than that traffic."""
+    if value == "auto":
+        return "blockwise" if device.type == "cpu" else "fastai"
+    return value
+
+
+def device_choices(learn) -> dict[str, Any]:
+    """What the device-dependent ``auto`` options (``train.host_sync_every``, ``train.lm_loss``) ran as, for
+    the entry's lineage."""
+    return {k: getattr(learn, k) for k in ("host_sync_every", "lm_loss") if hasattr(learn, k)}
+
+
 def seed_everything(seed: int) -> None:
     set_seed(seed, reproducible=True)
 
@@ -78,14 +104,31 @@ def text_learner(learner_cls: type[TextLearner], dls, model: torch.nn.Module, tr
     cbs = [CurveRecorder(), *([GradientClip(train_cfg["clip"])] if train_cfg["clip"] else [])]
     learn = learner_cls(dls, model, opt_func=optimizer(train_cfg["optimizer"]), wd=train_cfg["wd"],
                         alpha=train_cfg["alpha"], beta=train_cfg["beta"], cbs=cbs, **kwargs)
+    learn.recorder.smooth_loss = DeviceSmoothLoss()
+    learn.host_sync_every = resolve_host_sync_every(train_cfg["host_sync_every"], dls.device)
     return with_tracking(use_progress(apply_precision(learn, precision)))
+
+
+class DeviceSmoothLoss(AvgSmoothLoss):
+    """fastai's smoothed training loss, kept on the loss's device: the stock one copies every step's loss to the
+    host, which on a GPU waits for the step's kernels and stops the host from queueing the next step."""
+
+    def accumulate(self, learn) -> None:
+        self.count += 1
+        loss = learn.loss.detach().float().mean()
+        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
 
 
 def lm_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str) -> LMLearner:
     """fastai's ``LMLearner`` as ``language_model_learner`` builds it, on a model we built/loaded; the loss is
-    fastai's flat cross-entropy computed block-wise (``ulmfit.losses``: same value, far less memory traffic)."""
-    return text_learner(LMLearner, dls, model, train_cfg, precision, loss_func=BlockwiseCrossEntropyLossFlat(),
-                        splitter=awd_lstm_lm_split, metrics=[accuracy, Perplexity()])
+    fastai's flat cross-entropy, computed block-wise where that is faster (``train.lm_loss``, ``ulmfit.losses``:
+    same value, far less memory traffic)."""
+    loss = resolve_lm_loss(train_cfg["lm_loss"], dls.device)
+    learn = text_learner(LMLearner, dls, model, train_cfg, precision, splitter=awd_lstm_lm_split,
+                         loss_func=BlockwiseCrossEntropyLossFlat() if loss == "blockwise" else CrossEntropyLossFlat(),
+                         metrics=[accuracy, Perplexity()])
+    learn.lm_loss = loss
+    return learn
 
 
 def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: float | None = None,
@@ -116,19 +159,46 @@ def fit(learn, train_cfg: Mapping[str, Any], epochs: int | None = None, lr: floa
 
 
 class StopOnNonFinite(Callback):
-    """Stop at the first training batch whose loss is NaN/inf, before it reaches the weights; the last
-    epoch's checkpoint (if any) stays in the store for ``resume=true``. ``raise_if_diverged`` after the fit
-    turns it into one clear error (raised outside fastai's loop, which would prefix the message)."""
+    """Stop once a training batch's loss is NaN/inf; the last checkpoint (if any) stays in the store for
+    ``resume=true``. ``raise_if_diverged`` after the fit turns it into one clear error (raised outside fastai's
+    loop, which would prefix the message).
+
+    ``every``: steps between host reads of the check. 1 (CPU) stops before the bad step reaches the weights.
+    On a GPU each read waits for the queued kernels, so the flag is kept on the device and read every ``every``
+    steps, at the end of each epoch and before any checkpoint is written (``check``): the weights may take a few
+    bad steps, but the run stops with an error and no checkpoint or entry holds them."""
 
     order = 1  # right after fastai's TrainEvalCallback
 
-    def __init__(self, checkpoint: RunCheckpoint | None, phase: int):
-        self.checkpoint, self.phase, self.diverged = checkpoint, phase, None
+    def __init__(self, checkpoint: RunCheckpoint | None, phase: int, every: int = 1):
+        self.checkpoint, self.phase, self.every, self.diverged = checkpoint, phase, every, None
+        self.bad: torch.Tensor | None = None  # any non-finite loss since the last read (on the loss's device)
+        self.first_step = 0                   # the first step of that stretch
 
     def after_loss(self) -> None:
+        if not self.training:
+            return
         loss = self.learn.loss.detach()
-        if self.training and not bool(torch.isfinite(loss).all()):
-            self.diverged = (loss.float().mean().item(), f"phase {self.phase}, epoch {self.epoch}, step {self.iter}")
+        bad = ~torch.isfinite(loss).all()
+        if self.bad is None:
+            self.bad, self.first_step = bad, self.iter
+        else:
+            self.bad |= bad
+        if self.every <= 1 or (self.iter + 1) % self.every == 0:
+            self.check()
+
+    def after_train(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Read the flag (one host sync); stop the fit if a loss since the last read was not finite."""
+        if self.bad is None:
+            return
+        bad, self.bad = bool(self.bad), None
+        if bad:
+            steps = f"step {self.iter}" if self.first_step == self.iter else f"steps {self.first_step}-{self.iter}"
+            self.diverged = (float(self.learn.loss.detach().float().mean()), f"phase {self.phase}, epoch "
+                             f"{self.epoch}, {steps}")
             raise CancelFitException()
 
     def raise_if_diverged(self) -> None:
@@ -232,7 +302,7 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
             log.info("phase %d/%d: top %d of %d layer groups trainable, %d epoch(s), lr %g", i + 1, len(plan),
                      n_trainable, len(learn.opt.param_groups), epochs, lr)
         skip = start_epoch if i == start_phase else 0
-        stop = StopOnNonFinite(checkpoint, i)
+        stop = StopOnNonFinite(checkpoint, i, every=getattr(learn, "host_sync_every", 1))
         cbs: list[Callback] = [stop, advice]
         if resume is not None and i == start_phase:
             restore_training_state(learn, resume)

@@ -20,7 +20,7 @@ from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.stages.common import (data_identity, find_parent, open_run, parent_data, parent_ref,
                                   save_entry)
 from ulmfit.store import Entry
-from ulmfit.training import clas_learner, fit_phases, resolve_hardware, seed_everything
+from ulmfit.training import clas_learner, device_choices, fit_phases, resolve_hardware, seed_everything
 from ulmfit.weights import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,6 @@ def run(cfg: DictConfig) -> Entry:
                                                        "source": data["source"], "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
                                                        "n_test": metrics["n_test"]}}
     lineage["parent_data"] = parent_data(parent, data)
-    lineage["precision"] = precision  # what train.precision=auto ran as
+    lineage.update(precision=precision, **device_choices(learn))  # what the auto options ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

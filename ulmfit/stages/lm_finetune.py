@@ -19,7 +19,8 @@ from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import data_source, find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware, seed_everything
+from ulmfit.training import (device_choices, fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware,
+                             seed_everything)
 from ulmfit.weights import check_direction, transferred_lm_weights
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,6 @@ def run(cfg: DictConfig) -> Entry:
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
                                         "source": data_source(cfg.data),
                                                        "parts": parts, "lm_tokens": budget}}
-    lineage["precision"] = precision  # what train.precision=auto ran as
+    lineage.update(precision=precision, **device_choices(learn))  # what the auto options ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
