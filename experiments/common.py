@@ -130,9 +130,10 @@ def recipe_text(name: str) -> str:
 
 # --------------------------------------------------------------------------------------------- store entries
 def has_entry(home: Path, stage: str, name: str) -> bool:
-    """A complete store entry (lineage.json is written last)."""
+    """A complete store entry (lineage.json is written last), or an LM shipped with the package (``general-lm``)."""
     from ulmfit.store import Store
-    return Store(home / "store").has(stage, name)
+    store = Store(home / "store")
+    return store.has(stage, name) or any(e.name == name for e in store.entries(stage))
 
 
 def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:

@@ -86,9 +86,9 @@ def _accuracies(rows: list[dict[str, str]]) -> dict[tuple[str, int], list[float]
     return accs
 
 
-def summary_table(rows: list[dict[str, str]]) -> str:
-    """Test accuracy (%) per method and number of labels: the mean over seeds, with min-max and the number of
-    seeds where there are several; "-" where nothing has run."""
+def summary_table(rows: list[dict[str, str]], methods: tuple[str, ...] = METHODS) -> str:
+    """Test accuracy (%) per method (in the order of ``methods``) and number of labels: the mean over seeds, with
+    min-max and the number of seeds where there are several; "-" where nothing has run."""
     by: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for (method, n), accs in _accuracies(rows).items():
         by[method][n] = accs
@@ -100,7 +100,7 @@ def summary_table(rows: list[dict[str, str]]) -> str:
         mean = f"{sum(accs) / len(accs):.1f}"
         return mean if len(accs) == 1 else f"{mean} ({min(accs):.1f}-{max(accs):.1f}, {len(accs)} seeds)"
     lines = ["| method | " + " | ".join(f"{n:,}" for n in sizes) + " |", "|---" * (len(sizes) + 1) + "|"]
-    lines += [f"| {m} | " + " | ".join(cell(by[m].get(n, [])) for n in sizes) + " |" for m in METHODS if m in by]
+    lines += [f"| {m} | " + " | ".join(cell(by[m].get(n, [])) for n in sizes) + " |" for m in methods if m in by]
     return "\n".join(lines) + "\n"
 
 

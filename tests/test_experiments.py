@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import ablations, common, imdb_cpu, sample_efficiency, trec_cpu
+from experiments import ablations, common, imdb_cpu, imdb_transfer, pretraining_ablation, sample_efficiency, trec_cpu
 from ulmfit.config import compose
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,6 +165,51 @@ def test_recipe_configs_compose_what_the_scripts_ran(step):
     assert OmegaConf.to_container(after) == OmegaConf.to_container(compose(*BEFORE[step]))
     for key, value in KEY_VALUES.get(step, {}).items():
         assert OmegaConf.select(after, key) == value, key
+
+
+def test_imdb_transfer_runs_every_method_on_the_same_draw_of_labels():
+    imdb = Path("/d/imdb")
+    runs = {m: compose(f"stage={st}", f"run_name={name}", *o)
+            for m in imdb_transfer.METHODS for st, name, o in [imdb_transfer.run_plan(m, 100, 2, imdb)]}
+    for key in ("data.root", "data.n_train", "data.valid_frac", "seed"):
+        assert len({str(OmegaConf.select(c, key)) for c in runs.values()}) == 1, key
+    assert OmegaConf.select(runs["ulmfit"], "stage.parent") == imdb_transfer.LM
+    assert OmegaConf.select(runs["ulmfit"], "train.epochs") == 10 and runs["ulmfit"].data.n_train == 100
+    stage, name, overrides = imdb_transfer.lm_step(imdb)
+    lm = compose(f"stage={stage}", f"run_name={name}", *overrides)
+    assert (lm.stage.parent, lm.stage.lm_tokens, lm.data.max_vocab, lm.train.lr) == ("general-lm", None, 30000, 1e-2)
+    assert list(lm.stage.lm_parts) == ["train", "unsup"]
+
+
+def test_imdb_transfer_summary_checks_targets_and_both_baselines():
+    rows = [{"method": m, "n_train": "1000", "test_accuracy": a}
+            for m, a in (("tfidf", "0.83"), ("nbsvm", "0.85"), ("ulmfit", "0.84"), ("ulmfit", "0.86"))]
+    table = imdb_transfer.targets_table(rows).splitlines()
+    assert table[2] == "| 1,000 | 84.0 | 85.0 | 83.0 | 85.0 | target met; not above both baselines |"
+    assert len(table) == 3
+    assert "nbsvm" in sample_efficiency.summary_table(rows, imdb_transfer.METHODS)
+
+
+@pytest.mark.parametrize("task", pretraining_ablation.TASKS)
+def test_pretraining_ablation_changes_only_the_parent(task):
+    """Within a task the three sources compose the same LM fine-tuning and classifier configs but for the parent
+    (and the entry names); the general source's runs are those trec_cpu / imdb_transfer report."""
+    data = Path("/d/x")
+    configs = {}
+    for source in pretraining_ablation.SOURCES:
+        steps = pretraining_ablation.plan(task, source, data)
+        configs[source] = [OmegaConf.to_container(compose(f"stage={st}", f"run_name={n}", *o)) for st, n, o in steps]
+    for lm, clas in configs.values():
+        for cfg in (lm, clas):
+            cfg.pop("run_name")
+        assert lm["stage"].pop("parent") in pretraining_ablation.SOURCES.values()
+        clas["stage"].pop("parent")
+    assert configs["none"] == configs["wikitext2"] == configs["general"]
+    if task == "trec":
+        assert [n for _, n, _ in pretraining_ablation.plan(task, "general", data)] == \
+            [n for _, n, _ in trec_cpu.plan("trec-glm", "general-lm", data, Path("/w"), 42)[1:]]
+    else:
+        assert pretraining_ablation.plan(task, "general", data)[1] == imdb_transfer.run_plan("ulmfit", 1000, 1, data)
 
 
 def test_recipe_flattens_an_experiment_and_those_it_extends():

@@ -21,7 +21,8 @@ from fastai.callback.core import Callback
 log = logging.getLogger(__name__)
 
 # Library names first (what LD_PRELOAD needs), in order of preference; searched in the usual library folders.
-REPLACEMENTS = ("libjemalloc.so.2", "libjemalloc.so", "libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+# tcmalloc first: both keep memory flat, and tcmalloc also trains faster than jemalloc in bf16 (bench/allocator.md).
+REPLACEMENTS = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libjemalloc.so.2", "libjemalloc.so")
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
             "/opt/conda/lib")
 
