@@ -30,16 +30,21 @@ from experiments.common import run_ulmfit
 MODEL = "awd_lstm_cpu"
 
 
-def model_dims() -> dict[str, Any]:
+def model_dims(model: str = MODEL) -> dict[str, Any]:
+    """Sizes and dropouts of ``conf/model/<model>.yaml`` (over awd_lstm.yaml, which every size extends)."""
     from omegaconf import OmegaConf
     from bench.common import REPO
-    cfg = OmegaConf.merge(OmegaConf.load(REPO / "conf/model/awd_lstm.yaml"), OmegaConf.load(REPO / f"conf/model/{MODEL}.yaml"))
+    cfg = OmegaConf.merge(OmegaConf.load(REPO / "conf/model/awd_lstm.yaml"), OmegaConf.load(REPO / f"conf/model/{model}.yaml"))
     return {k: v for k, v in OmegaConf.to_container(cfg).items() if k not in ("defaults", "head", "arch")}
 
 
 # --------------------------------------------------------------------------------------------- stock fastai
-def stock(root: Path, cache: Path, bs: int, bptt: int, lr: float, drop_mult: float, clip: float) -> dict[str, Any]:
-    """fastai's own LM path; tokens come from our cache (identical to fastai's tokenizer, see tests)."""
+def stock(root: Path, cache: Path, bs: int, bptt: int, lr: float, drop_mult: float, clip: float,
+          device: str = "cpu", precision: str = "fp32", model: str = MODEL) -> dict[str, Any]:
+    """fastai's own LM path; tokens come from our cache (identical to fastai's tokenizer, see tests).
+
+    ``precision``: fp32, or on CUDA fastai's ``to_fp16()`` / ``to_bf16()`` (its ``MixedPrecision`` autocasts on
+    CUDA only, so it is refused on a CPU rather than run as fp32 under another name)."""
     import torch
     from fastai.callback.training import GradientClip
     from fastai.data.core import DataLoaders
@@ -50,27 +55,39 @@ def stock(root: Path, cache: Path, bs: int, bptt: int, lr: float, drop_mult: flo
     from ulmfit.data import TokenizerSettings, build_vocab, load_or_tokenize, numericalize
     from ulmfit.data.readers import WikiTextReader
 
+    dev = torch.device(device)
+    if precision not in ("fp32", "fp16", "bf16") or (precision != "fp32" and dev.type != "cuda"):
+        raise SystemExit(f"stock: precision {precision!r} on {dev}: fastai's to_fp16/to_bf16 autocast on CUDA only; "
+                         "use fp32 on a CPU.")
     corpus = load_or_tokenize(WikiTextReader(root), TokenizerSettings(), cache)
     vocab = build_vocab(corpus, ["train"], 60000, 3)
     tensors = {p: [torch.as_tensor(d.doc(i), dtype=torch.long) for i in range(len(d))]
                for p in ("train", "valid") for d in [numericalize(corpus, p, vocab)]}
     set_seed(0, reproducible=True)
     dls = DataLoaders(LMDataLoader(tensors["train"], bs=bs, seq_len=bptt, shuffle=True),
-                      LMDataLoader(tensors["valid"], bs=bs, seq_len=bptt), device=torch.device("cpu"))
+                      LMDataLoader(tensors["valid"], bs=bs, seq_len=bptt), device=dev)
     dls.vocab = vocab
-    dims = model_dims()
+    dims = model_dims(model)
     config = {**awd_lstm_lm_config, **{k: dims[k] for k in ("emb_sz", "n_hid", "n_layers", "output_p", "hidden_p",
                                                               "input_p", "embed_p", "weight_p", "tie_weights", "out_bias")}}
     learn = language_model_learner(dls, AWD_LSTM, config=config, drop_mult=drop_mult, pretrained=False,
                                    metrics=[accuracy, Perplexity()], cbs=GradientClip(clip))
     learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "ProgressCallback"])
+    if precision != "fp32":
+        learn = learn.to_fp16() if precision == "fp16" else learn.to_bf16()
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     t0 = time.perf_counter()
     learn.fit_one_cycle(1, lr)
+    if cuda:
+        torch.cuda.synchronize(dev)  # the recorder's values are read on the host already; this only makes it sure
     seconds = time.perf_counter() - t0
     n_tokens = sum(len(t) for t in tensors["train"])
     return {"seconds": seconds, "train_tokens": n_tokens, "tokens_per_second": n_tokens / seconds,
             "valid_loss": float(learn.recorder.values[-1][1]), "steps": len(dls.train), "valid_batches": len(dls.valid),
-            "vocab_size": len(vocab)}
+            "vocab_size": len(vocab), "device": str(dev), "precision": precision, "model": model,
+            "peak_gpu_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None}
 
 
 # --------------------------------------------------------------------------------------------- roofline
@@ -196,8 +213,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--drop-mult", type=float, default=0.3)
     p.add_argument("--clip", type=float, default=0.4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--model", default=MODEL, help="a conf/model/ name")
     a = parser.parse_args()
-    emit(stock(a.root, a.cache, a.bs, a.bptt, a.lr, a.drop_mult, a.clip))
+    emit(stock(a.root, a.cache, a.bs, a.bptt, a.lr, a.drop_mult, a.clip, a.device, a.precision, a.model))
 
 
 if __name__ == "__main__":
