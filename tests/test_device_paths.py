@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +28,7 @@ from ulmfit.schema import validate
 from ulmfit.training import DeviceSmoothLoss, StopOnNonFinite, resolve_host_sync_every, resolve_lm_loss
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_auto_resolves_per_device():
@@ -132,3 +136,10 @@ def test_the_entry_records_what_auto_ran_as(mini_wikitext, tmp_path):
     assert lineage["lm_loss"] == "fastai" and lineage["host_sync_every"] == 5
     curves = json.loads((tmp_path / "store" / "pretrain" / "p" / "curves.json").read_text())
     assert curves["train_loss"] and all(math.isfinite(v) for v in curves["train_loss"])
+
+
+def test_the_gpu_checks_refuse_to_run_without_a_gpu():
+    """tests/gpu_checks.py (run on a GPU machine) imports here and says clearly that it needs a GPU."""
+    proc = subprocess.run([sys.executable, "-m", "tests.gpu_checks"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "no CUDA device" in proc.stderr
