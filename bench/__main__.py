@@ -3,6 +3,7 @@
     python -m bench                      # full run on ../shared/data (about 25 min on 2 CPU cores)
     python -m bench --smoke --out DIR    # seconds-scale run on the embedded sample (what CI runs)
     python -m bench --only a,c           # a subset: a+b (LM speed, roofline), c, d, e
+    python -m bench --gpu [--profile]    # only the GPU section (bench/gpu.py) -> bench/gpu.md and gpu.json
 
 Each figure is measured side by side in the same run, every training/measurement in a fresh process.
 """
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import lm_speed, memory, predict, tokenization
+from bench import gpu, lm_speed, memory, predict, tokenization
 from bench.common import DEFAULT_DATA, REPO, SAMPLE
 
 SECTIONS = ("a", "c", "d", "e")  # b is reported with a (same runs)
@@ -38,7 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections among a,c,d,e")
     parser.add_argument("--out", type=Path, default=REPO / "bench", help="folder for results.md and results.json")
     parser.add_argument("--lm-steps", type=int, default=200, help="training steps per side in (a)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="only the GPU section: ours vs stock fastai on CUDA -> gpu.md and gpu.json in --out")
+    parser.add_argument("--profile", action="store_true", help="(--gpu) torch.profiler tables of a few steps of each side")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help=f"(--gpu) start optional runs only while they fit (default {gpu.BUDGET_MINUTES:g}; "
+                             "none with --smoke)")
+    parser.add_argument("--lm-tokens", type=int, default=None,
+                        help=f"(--gpu) WikiText-2 training tokens per LM run (default {gpu.LM_TOKENS:,}; 0: all)")
     a = parser.parse_args(argv)
+    if a.gpu:  # its own checks: a GPU first (it says so clearly before anything else), then the data
+        return gpu.section(a.data or (SAMPLE if a.smoke else DEFAULT_DATA), a.out, smoke=a.smoke, profile=a.profile,
+                           budget_minutes=a.budget_minutes, lm_tokens=a.lm_tokens)
     data = a.data or (SAMPLE if a.smoke else DEFAULT_DATA)
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     if bad := sorted(set(only) - set(SECTIONS)):

@@ -61,3 +61,127 @@ def test_allocator_bench_smoke(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bench.allocator", "--allocators", "glibc,hoard"], cwd=REPO,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown allocator(s) ['hoard']" in bad.stderr
+
+
+# --------------------------------------------------------------------------------------------- GPU section
+def test_gpu_section_smoke_on_cpu(tmp_path):
+    """``python -m bench --gpu --smoke --profile``: the GPU section's code at tiny sizes (here on the CPU: fp32 on
+    both sides, no GPU memory): measured rows beside stock, the equal-loss and pass/fail columns, classifier and
+    predict throughput, and a profile of each side."""
+    import torch
+    proc = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--smoke", "--profile", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=ENV)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((tmp_path / "gpu.json").read_text())
+    md = (tmp_path / "gpu.md").read_text()
+    assert r["smoke"] and not r["failed"] and "smoke run" in md
+    cuda = torch.cuda.is_available()
+    assert r["gpu"]["device"] == ("cuda" if cuda else "cpu") and r["gpu"]["name"] in md
+    lm = {(x["name"], x["bs"], x["precision"]): x for x in r["lm"]}
+    for prec in r["settings"]["precisions"]:
+        stock, ours = lm["stock fastai", 16, prec], lm["ours", 16, prec]
+        for x in (stock, ours):
+            assert x["tokens_per_second"] > 0 and math.isfinite(x["valid_loss"]) and x["seconds"] > 0
+            assert (x["peak_gpu_mb"] is not None) == cuda
+        assert ours["train_tokens"] == stock["train_tokens"] and ours["vocab_size"] == stock["vocab_size"]
+        assert ours["vs_stock"] > 0 and isinstance(ours["target_met"], bool) and isinstance(ours["equal_loss"], bool)
+        assert ours["ran_as"]["precision"] == prec
+    assert "| ≥1.25× at equal loss |" in md and ("**PASS**" in md or "**FAIL**" in md) and "Target " in md
+    if not cuda:
+        assert "n/a (CPU)" in md
+    # the CPU-style variant ran, or was skipped because this checkout lacks one of its options (said why)
+    cpu_style = [x for x in r["lm"] if x["name"] == "ours, CPU-style"]
+    assert cpu_style or any("CPU-style" in s["run"] and "not an option" in s["why"] for s in r["skipped"])
+    assert r["classify"]["docs_per_second"] > 0 and r["classify"]["docs"] > 0
+    assert r["predict"]["docs"] == 30 and r["predict"]["docs_per_second"] > 0
+    for side in ("stock fastai", "ours"):
+        prof = r["profile"][side]
+        assert prof["steps"] == 2 and prof["wall_ms_per_step"] > 0
+        table = (tmp_path / prof["file"]).read_text()
+        assert "sorted by" in table and "Self CPU" in table
+    assert {p.name for p in tmp_path.iterdir()} == {"gpu.md", "gpu.json", "gpu_profile_stock.txt", "gpu_profile_ours.txt"}
+
+
+def test_gpu_section_without_a_gpu_says_so(tmp_path):
+    import pytest
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("checks the refusal on a machine without a GPU")
+    proc = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 2 and "no CUDA GPU is visible" in proc.stderr and "--smoke" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_gpu_plan_at_gpu_sizes():
+    """The GPU run's plan, built without a GPU: stock and ours at bs 64 and 256 in fp16 and bf16 first (always run,
+    the side that starts alternating), then classify/predict, the CPU-style variant at each, one switch at a time at
+    one size, and the profiles."""
+    from bench import gpu
+    s = gpu.Sizes.for_run(False, "cuda")
+    assert (s.model, s.batch_sizes, s.precisions) == ("awd_lstm", (64, 256), ("fp16", "bf16"))
+    jobs = gpu.plan(s, profile=True)
+    required = [j for j in jobs if j.required]
+    assert jobs[:8] == required and {(j.kind, j.bs, j.precision) for j in required} == \
+        {(k, bs, p) for k in ("stock", "ours") for bs in (64, 256) for p in ("fp16", "bf16")}
+    assert [j.kind for j in jobs[:4]] == ["stock", "ours", "ours", "stock"]
+    assert [j.kind for j in jobs[8:10]] == ["classify", "predict"]
+    cpu_style = [j for j in jobs if j.name == "ours, CPU-style"]
+    assert len(cpu_style) == 4 and cpu_style[0].options == ("train.host_sync_every", "train.lm_loss",
+                                                            "train.optimizer.fused")
+    single = [j for j in jobs if j.name in gpu.ATTRIBUTION]
+    assert len(single) == len(gpu.ATTRIBUTION) and {(j.bs, j.precision) for j in single} == {gpu.ATTRIBUTION_AT}
+    assert [j.kind for j in jobs[-2:]] == ["profile-stock", "profile-ours"]
+    assert not any(j.kind.startswith("profile") for j in gpu.plan(s, profile=False))
+    smoke = gpu.Sizes.for_run(True, "cpu")
+    assert smoke.precisions == ("fp32",) and gpu.Sizes.for_run(True, "cuda").precisions == ("fp16", "bf16")
+
+
+def test_gpu_compare_budget_and_report():
+    """The ratio, the ±2% equal-loss check and the verdict against stock at the same bs and precision; optional runs
+    skipped past the budget; the report's GPU columns (memory) -- on made-up rows, not measurements."""
+    from bench import gpu
+
+    def row(name, tps, loss, bs=64, prec="fp16", tokens=1000):
+        return {"name": name, "bs": bs, "precision": prec, "tokens_per_second": tps, "valid_loss": loss,
+                "train_tokens": tokens, "vocab_size": 10, "seconds": 1.0, "checkpoint_seconds": 0.0,
+                "process_seconds": 5.0, "peak_gpu_mb": 2048.0}
+    lm = [row("stock fastai", 100.0, 5.0), row("ours", 130.0, 5.05), row("ours, CPU-style", 90.0, 5.0),
+          row("stock fastai", 100.0, 5.0, 256), row("ours", 140.0, 5.2, 256),  # fast, but 4% off in loss
+          row("ours", 200.0, 5.0, 64, "bf16")]                                   # no stock run to compare with
+    gpu.compare(lm)
+    assert lm[1]["target_met"] and lm[1]["equal_loss"] and abs(lm[1]["vs_stock"] - 1.3) < 1e-9
+    assert not lm[2]["target_met"] and not lm[4]["equal_loss"] and not lm[4]["target_met"]
+    assert "vs_stock" not in lm[5] and "vs_stock" not in lm[0]
+    r = {"settings": {"profile": False, "budget_minutes": 5.0, "model": "awd_lstm", "bptt": 70, "lr": 0.01,
+                      "drop_mult": 0.3, "clip": 0.4, "device": "cuda", "target_ratio": 1.25, "loss_tolerance": 0.02,
+                      "batch_sizes": [64, 256], "precisions": ["fp16", "bf16"]},
+         "gpu": {"name": "Some GPU", "capability": "9.0", "memory_gib": 1.0, "multiprocessors": 1, "torch": "t",
+                 "cuda": "c", "cudnn": 1, "fastai": "f", "python": "p"},
+         "smoke": False, "date": "d", "minutes": 1.0, "hardware": "h", "data": "x", "lm": lm,
+         "variants": {k: {"what": w, "overrides": list(o)} for k, (w, o) in gpu.VARIANTS.items()},
+         "classify": None, "predict": None, "profile": {}, "skipped": [], "failed": []}
+    md = "\n".join(gpu.report(r))
+    assert "**Target not met**" in md and "in 1 of 4" in md and "2,048 MiB" in md and "GPU: **Some GPU**" in md
+    assert "| 64 | fp16 | ours | 130 | 1.30× | 5.0500 (+1.00%) | yes |" in md and "**PASS**" in md
+    assert "| 256 | fp16 | ours | 140 | 1.40× | 5.2000 (+4.00%) | **no** |" in md
+    assert "| 64 | fp16 | ours, CPU-style | 90 | 1.44× |" in md  # what the switches buy: 130 / 90
+
+    budget = gpu.Budget(0.001)
+    job = gpu.Job("ours", "ours, CPU-style", 64, "fp16")
+    budget.done.append((gpu.Job("ours", "ours", 64, "fp16", required=True), 30.0))
+    assert budget.estimate(job) == 30.0 and not budget.fits(job)
+    assert budget.fits(gpu.Job("stock", "stock fastai", 64, "fp16", required=True))
+    assert gpu.Budget(None).fits(job)
+
+
+def test_gpu_missing_options_and_stock_precision(tmp_path):
+    """A variant's config key this checkout lacks is found before anything runs; stock fastai's fp16/bf16 are
+    refused on a CPU (fastai autocasts on CUDA only) before any data is read."""
+    import pytest
+
+    from bench import gpu, lm_speed
+    assert gpu.missing_options({"train.bs", "train.no_such_switch"}) == {"train.no_such_switch"}
+    for precision in ("fp16", "bf16"):
+        with pytest.raises(SystemExit, match="CUDA only"):
+            lm_speed.stock(tmp_path / "nope", tmp_path, 8, 70, 1e-2, 0.3, 0.4, device="cpu", precision=precision)
