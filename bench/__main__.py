@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="folder with wikitext-2/ and imdb/ (default ../shared/data)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the embedded sample (CI)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections among a,c,d,e")
-    parser.add_argument("--out", type=Path, default=REPO / "bench", help="folder for results.md and results.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench",
+                        help="folder for results.md and results.json (with --gpu: gpu.md, gpu.json, gpu_profile_*.txt)")
     parser.add_argument("--lm-steps", type=int, default=200, help="training steps per side in (a)")
     parser.add_argument("--gpu", action="store_true",
                         help="only the GPU section: ours vs stock fastai on CUDA -> gpu.md and gpu.json in --out")
