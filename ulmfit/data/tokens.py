@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -44,6 +45,17 @@ CACHE_FORMAT = 1  # bump when the cache layout or the document splitting changes
 COUNT_CHUNK = 1 << 24
 
 
+SPACY_MISSING = "not installed"  # the signature's spaCy version where it is absent: matches no cache it wrote
+
+
+def spacy_version() -> str:
+    """The installed spaCy's version (the same string as ``spacy.__version__``) without importing spaCy."""
+    try:
+        return importlib.metadata.version("spacy")
+    except importlib.metadata.PackageNotFoundError:
+        return SPACY_MISSING
+
+
 @dataclass(frozen=True)
 class TokenizerSettings:
     """fastai's default pre-rules (fix_html, replace_rep, ..., replace_maj, lowercase) + spaCy blank ``lang``."""
@@ -65,13 +77,14 @@ class TokenizerSettings:
         return tokenize_ids(list(texts), self.lang, self.rules, n_workers=self.n_workers, index=index)
 
     def signature(self) -> dict[str, Any]:
-        """Everything that changes the tokens (not ``n_workers``)."""
+        """Everything that changes the tokens (not ``n_workers``). spaCy's version comes from its installed
+        metadata, not an import: a cache hit then never loads spaCy (a GPU node reading cached or portable
+        corpora need not have it)."""
         import fastai
-        import spacy
         return {"lang": self.lang, "rules": [r.__name__ for r in self.rules],
                 "post_rules": [r.__name__ for r in defaults.text_postproc_rules],
                 "special": list(defaults.text_spec_tok), "fastai": fastai.__version__,
-                "spacy": spacy.__version__, "cache_format": CACHE_FORMAT}
+                "spacy": spacy_version(), "cache_format": CACHE_FORMAT}
 
 
 @dataclass
@@ -194,6 +207,10 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
         log.info("Token cache hit %s (%.1fs)", path, corpus.seconds)
         return corpus
 
+    if spacy_version() == SPACY_MISSING:
+        raise UsageError(f"No token cache {path.name} for this corpus, and tokenizing it needs spaCy, which is not "
+                         f"installed: pip install spacy, or tokenize where it is and read the result here with "
+                         f"data.tokens=<file> (python -m ulmfit stage=export_tokens ... writes that file).")
     raw = reader.read()
     index: dict[str, int] = {}
     parts: dict[str, Docs] = {}
