@@ -77,6 +77,8 @@ RULES: dict[str, Rule] = {
     "data.n_valid": integer(1, "data.n_valid=500", nullable=True),
     "data.n_test": integer(1, "data.n_test=1000", nullable=True),
     "data.download": boolean("data.download=true"),
+    "data.tokens": Rule("a path to a portable token file", lambda v: isinstance(v, str) and v.strip() != "",
+                        "data.tokens=imdb.tokens", nullable=True),
     # model
     "model.emb_sz": integer(1, "model.emb_sz=400"),
     "model.n_hid": integer(1, "model.n_hid=1152"),
@@ -116,6 +118,7 @@ RULES: dict[str, Rule] = {
     "train.freeze_epochs": integer(0, "train.freeze_epochs=1"),
     # stages
     "stage.lm_tokens": integer(1, "stage.lm_tokens=8000000", nullable=True),
+    "stage.max_tokens": integer(1, "stage.max_tokens=10000000", nullable=True),
     "stage.lm_only_labelled": boolean("stage.lm_only_labelled=true"),
     "stage.parent_stage": choice("lm_finetune", "pretrain", "none"),
     "stage.bs": integer(1, "stage.bs=64"),

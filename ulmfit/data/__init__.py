@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ulmfit.data.portable import open_portable
 from ulmfit.data.readers import make_reader
 from ulmfit.data.splits import (TEST_SUBSET_SEED, classification_split, holdout_split, labelled_classes,
                                 labelled_lm_splits, lm_splits, scored_test, split_of, subsample_test)
@@ -18,6 +19,10 @@ __all__ = ["TEST_SUBSET_SEED", "Docs", "TokenStream", "TokenizedCorpus", "Tokeni
 
 
 def load_corpus(data_cfg: Mapping[str, Any], tok_cfg: Mapping[str, Any], cache_dir: str) -> TokenizedCorpus:
-    """Read (or fetch from the token cache) the corpus a data config describes."""
+    """Read (or fetch from the token cache) the corpus a data config describes; with ``data.tokens``, the
+    portable file's corpus (``ulmfit.data.portable``: no raw files, no spaCy)."""
     with main_process_first():  # data-parallel runs: rank 0 fills the cache, the others read it
+        # .get: hand-written data configs (the Python API, experiments/) may lack the key
+        if tokens := data_cfg.get("tokens"):
+            return open_portable(tokens, cache_dir, data_cfg)
         return load_or_tokenize(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg), cache_dir)

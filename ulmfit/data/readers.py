@@ -284,6 +284,9 @@ def resolve_root(root: str | None, download: bool = False, url: str | None = Non
     return Path(untar_data(getattr(URLs, url)))
 
 
+READERS: dict[str, type] = {"csv": CsvReader, "wikitext": WikiTextReader, "imdb": ImdbReader, "trec": TrecReader}
+
+
 def make_reader(data_cfg: Mapping[str, Any]) -> WikiTextReader | ImdbReader | CsvReader | TrecReader:
     """Build the reader a data config (conf/data/) asks for (``format`` picks the reader)."""
     fmt = data_cfg["format"]
@@ -291,9 +294,8 @@ def make_reader(data_cfg: Mapping[str, Any]) -> WikiTextReader | ImdbReader | Cs
         return CsvReader(dict(data_cfg["files"]), text_col=data_cfg["text_col"], label_col=data_cfg["label_col"],
                          sep=data_cfg["sep"], header=data_cfg["header"], encoding=data_cfg["encoding"],
                          unlabelled_parts=tuple(data_cfg["unlabelled_parts"]))
-    readers = {"wikitext": WikiTextReader, "imdb": ImdbReader, "trec": TrecReader}
-    if fmt not in readers:
-        raise UsageError(f"Unknown data.format {fmt!r}; use one of: csv, {', '.join(readers)}.")
+    if fmt not in READERS:
+        raise UsageError(f"Unknown data.format {fmt!r}; use one of: {', '.join(READERS)}.")
     root = resolve_root(data_cfg["root"], data_cfg["download"], data_cfg["url"])
     if fmt == "trec":
         return TrecReader(root, label=data_cfg["label"])

@@ -9,8 +9,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
-from ulmfit.stages import (baselines, classify, evaluate, import_wt103, lm_finetune, perplexity, pipeline,
-                           predict, pretrain)
+from ulmfit.stages import (baselines, classify, evaluate, export_tokens, import_wt103, lm_finetune, perplexity,
+                           pipeline, predict, pretrain)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ STAGES: dict[str, Stage] = {
     "tfidf": Stage(baselines.run, "baseline: TF-IDF + LR", ("test_accuracy", "test_error_rate")),
     "nbsvm": Stage(baselines.run, "baseline: NB-SVM", ("test_accuracy", "test_error_rate")),
     "import_wt103": Stage(import_wt103.run, "general-domain LM"),  # writes a pretrain entry
+    "export_tokens": Stage(export_tokens.run),  # writes a portable token file, not an entry
 }
 
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from ulmfit import tracking
 from ulmfit.checkpoint import ResumeState, RunCheckpoint
+from ulmfit.data.portable import portable_fingerprint
 from ulmfit.data.readers import make_reader
 from ulmfit.data.tokens import TokenizerSettings, fingerprint
 from ulmfit.errors import UsageError
@@ -56,14 +57,19 @@ def open_run(cfg: DictConfig, stage: str) -> tuple[Store, str, RunCheckpoint, Re
 
 
 def data_source(data_cfg: DictConfig) -> str:
-    """A readable name of a corpus for messages and lineage: its format and folder or files."""
+    """A readable name of a corpus for messages and lineage: its format and folder or files (or portable file)."""
+    if data_cfg.get("tokens"):
+        return f"{data_cfg.format} (tokens {data_cfg.tokens})"
     where = data_cfg.get("root") or ", ".join(f"{k}={v}" for k, v in (data_cfg.get("files") or {}).items() if v)
     return f"{data_cfg.format} ({where})" if where else str(data_cfg.format)
 
 
 def data_identity(data_cfg: DictConfig, tok_cfg: DictConfig) -> dict[str, str]:
     """What a stage's corpus is, before reading it: its token-cache fingerprint (file contents, reader options,
-    tokenizer) and ``data_source``."""
+    tokenizer) and ``data_source``. A portable file carries the fingerprint of the cache it was exported from,
+    so a run on it and a run that tokenized the same raw files find each other's entries."""
+    if data_cfg.get("tokens"):
+        return {"fingerprint": portable_fingerprint(data_cfg.tokens), "source": data_source(data_cfg)}
     key, _ = fingerprint(make_reader(data_cfg), TokenizerSettings.from_config(tok_cfg))
     return {"fingerprint": key, "source": data_source(data_cfg)}
 
