@@ -165,8 +165,8 @@ def check_size(sizes: dict[str, int], limit_mib: float) -> int:
     total = sum(sizes.values())
     if total > limit_mib * MIB:
         largest = ", ".join(f"{k} {v / MIB:.1f} MiB" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
-        raise UsageError(f"The payload is {total / MIB:.1f} MiB, over the {limit_mib:g} MiB limit (largest: {largest}). "
-                         f"Lower --wiki-tokens, or raise --limit-mib if the calls carry it in parts.")
+        raise UsageError(f"The payload is {total / MIB:.1f} MiB, over the {limit_mib:g} MiB limit (largest: "
+                         f"{largest}). Lower --wiki-tokens, or raise --limit-mib if the calls carry it in parts.")
     return total
 
 

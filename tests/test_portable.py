@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -69,7 +68,8 @@ def test_round_trip_is_the_cache(imdb, tmp_path):
     again = load_corpus(other.data, other.tokenizer, other.paths.cache)
     assert again.cache_hit and isinstance(again.part("train").ids, np.memmap)
     # lineage: a run on the file and a run on the raw files see the same corpus
-    assert data_identity(other.data, other.tokenizer)["fingerprint"] == data_identity(cfg.data, cfg.tokenizer)["fingerprint"]
+    assert data_identity(other.data, other.tokenizer)["fingerprint"] == \
+        data_identity(cfg.data, cfg.tokenizer)["fingerprint"]
 
 
 def test_ids_past_the_uint16_range_are_escaped_not_lost(imdb, tmp_path, monkeypatch):

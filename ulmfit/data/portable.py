@@ -18,8 +18,8 @@ The file is a zip archive whose members are LZMA-compressed (``unzip -l`` lists 
 Nothing is dropped: ids above the uint16 range are escaped rather than mapped to ``xxunk``, so the unpacked
 corpus equals the cache token for token (same token list, ids, labels, counts), whatever vocabulary a run
 builds or brings (a parent LM's vocabulary can hold tokens that are rare in this corpus). Ordering ids by
-frequency keeps nearly every id below the escape (IMDB: all but 0.5% of tokens) and compresses better; LZMA is
-the archive's compression because it gives the smallest files (``experiments/portable_tokens.py`` measures it).
+frequency keeps nearly every occurrence below the escape (only rare tokens are past it) and compresses better;
+LZMA is the archive's compression because it gives the smallest files (``experiments/portable_tokens.py``).
 """
 
 from __future__ import annotations
