@@ -264,3 +264,53 @@ def test_scripts_run_as_modules_from_the_repository_root():
     import importlib
     for script in ("make_sample", "plots", "wikitext2_cpu"):  # the others are imported above
         importlib.import_module(f"experiments.{script}")
+
+
+def test_imdb_gpu_composes_paper_size_steps_from_portable_tokens():
+    """experiment=imdb_gpu: every step composes and validates; paper-size model on CUDA; each step reads its
+    portable token file; the classifier starts from the fine-tuned LM and the baselines share its split."""
+    from ulmfit.schema import validate
+    from ulmfit.stages.pipeline import step_overrides
+    cfg = compose("experiment=imdb_gpu", "paths.tokens=/t", "run_name=g")
+    steps = {stage: compose(*overrides) for stage, overrides in step_overrides(cfg, [])}
+    assert list(steps) == ["pretrain", "lm_finetune", "classify", "tfidf", "nbsvm"]
+    for stage, step in steps.items():
+        validate(step)
+        assert step.data.tokens == ("/t/wiki-gutenberg-5m.tokens" if stage == "pretrain" else "/t/imdb.tokens")
+        assert step.train.device == "cuda" and step.run_name == f"g-{stage}"
+    assert (steps["pretrain"].model.emb_sz, steps["pretrain"].model.n_hid, steps["pretrain"].model.n_layers) == \
+        (400, 1152, 3)
+    assert steps["lm_finetune"].stage.parent == "g-pretrain" and steps["classify"].stage.parent == "g-lm_finetune"
+    split = ("data.valid_frac", "data.n_train", "seed")
+    assert {tuple(str(OmegaConf.select(steps[s], k)) for k in split) for s in ("classify", "tfidf", "nbsvm")} == \
+        {tuple(str(OmegaConf.select(steps["classify"], k)) for k in split)}
+
+
+@pytest.mark.parametrize("experiment", ["imdb_paper", "imdb_paper_wt103", "imdb_gpu"])
+def test_paper_size_pipelines_train_the_paper_size_model_in_every_step(experiment):
+    """A pipeline's steps compose their own configs: a model chosen in the experiment's defaults would not reach
+    them (it did not, before: imdb_paper's steps trained the CPU-size model)."""
+    from ulmfit.stages.pipeline import step_overrides
+    cfg = compose(f"experiment={experiment}", "paths.data=/d", "paths.tokens=/t", "run_name=p")
+    for stage, overrides in step_overrides(cfg, []):
+        if stage in ("tfidf", "nbsvm", "import_wt103"):
+            continue
+        model = compose(*overrides).model
+        assert (model.emb_sz, model.n_hid, model.n_layers) == (400, 1152, 3), stage
+
+
+def test_imdb_gpu_runs_end_to_end_from_portable_files_on_cpu(results, tmp_path, monkeypatch):
+    """The GPU experiment's script on CPU at toy sizes (the command line overrides every step): portable token
+    files exported from the embedded samples, no raw data read by the run; one results row with every method."""
+    from tests.conftest import TINY, run_cli
+    tokens, home = tmp_path / "tokens", tmp_path / "home"
+    for data, name in (("imdb_sample", "imdb"), ("wikitext2_sample", "wiki-gutenberg-5m")):
+        out = run_cli("stage=export_tokens", f"data={data}", f"stage.output={tokens / name}.tokens", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+    monkeypatch.setattr(sys, "argv", ["imdb_gpu", "--home", str(home), "--tokens", str(tokens), "--name", "g", *TINY,
+                                      "train.precision=fp32"])
+    from experiments import imdb_gpu
+    imdb_gpu.main()
+    row, = read(results / "imdb_gpu.csv")
+    assert row["run"] == "g" and row["gpu"] and float(row["ulmfit_test_acc"]) > 0
+    assert float(row["tfidf_test_acc"]) > 0 and float(row["nbsvm_test_acc"]) > 0 and row["target_met"] in ("True", "False")

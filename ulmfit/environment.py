@@ -44,4 +44,12 @@ def environment_info() -> dict[str, Any]:
         "processes": launched_processes(),  # > 1: data-parallel training (accelerate launch)
         "malloc": active_allocator(),  # glibc's fragments on long CPU runs (ulmfit.allocator)
         "peak_rss_mb": peak_rss_mb(),  # of this process until the entry was written
+        "peak_gpu_mb": peak_gpu_mb(),  # likewise, tensors on the GPU (None without one)
     }
+
+
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory held by this process's tensors so far (``torch.cuda.max_memory_allocated``), in MB."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
