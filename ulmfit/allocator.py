@@ -21,7 +21,8 @@ from fastai.callback.core import Callback
 log = logging.getLogger(__name__)
 
 # Library names first (what LD_PRELOAD needs), in order of preference; searched in the usual library folders.
-# tcmalloc first: both keep memory flat, and tcmalloc also trains faster than jemalloc in bf16 (bench/allocator.md).
+# tcmalloc first: both keep memory flat, and in this project's long bf16 runs tcmalloc trained faster
+# (`python -m bench.allocator --allocators jemalloc,tcmalloc` measures both on a machine).
 REPLACEMENTS = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libjemalloc.so.2", "libjemalloc.so")
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
             "/opt/conda/lib")
@@ -80,7 +81,7 @@ class AllocatorAdvice(Callback):
         AllocatorAdvice.warned, self.active = True, False
         lib = find_replacement()
         how = (f"LD_PRELOAD={lib} python -m ulmfit ..." if lib else
-               "install jemalloc (Debian/Ubuntu: apt-get install libjemalloc2) and run with "
-               "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python -m ulmfit ...")
+               "install tcmalloc (Debian/Ubuntu: apt-get install libtcmalloc-minimal4) and run with "
+               "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python -m ulmfit ...")
         log.warning("Long CPU training under glibc malloc: its arenas fragment, so resident memory grows for as long "
                     "as the run lasts and can exhaust the machine. Next time start it with %s", how)
