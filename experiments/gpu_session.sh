@@ -5,6 +5,10 @@
 #     python -m experiments.gpu_payload --out .gpu
 # then run, from the repository root on the GPU machine (what comes back is written under $OUT):
 #     bash experiments/gpu_session.sh [checks|bench|imdb|all]...      # default: all, in that order
+# A call carries at most 64 MiB with the working tree, so a session makes one call per part group, e.g. with the
+# device tool: run("bash experiments/gpu_session.sh checks bench", carry=[".gpu/wheels",
+# ".gpu/corpora/wikitext2.tokens", ".gpu/corpora/imdb.tokens"]), then run("bash experiments/gpu_session.sh imdb",
+# carry=[".gpu/wheels", ".gpu/corpora/imdb.tokens", ".gpu/corpora/wiki-gutenberg-5m.tokens"]).
 # checks: tests/gpu_checks.py; bench: python -m bench --gpu; imdb: python -m experiments.imdb_gpu.
 # Each part has its own time limit, so one overrun part still leaves the others' results.
 set -uo pipefail
