@@ -23,9 +23,8 @@ from ulmfit.report import print_table
 def run(cfg: DictConfig) -> dict[str, Any]:
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     parts = list(cfg.stage.parts) if cfg.stage.parts is not None else None
-    # paths.tokens: where runs look for portable files; .get: configs composed before that key existed lack it
-    folder = cfg.paths.get("tokens") or Path(cfg.paths.root) / "tokens"
-    output = Path(cfg.stage.output or Path(folder) / f"{cfg.data.format}-{corpus.fingerprint}{SUFFIX}").expanduser()
+    output = Path(cfg.stage.output or Path(cfg.paths.tokens) / f"{cfg.data.format}-{corpus.fingerprint}{SUFFIX}")
+    output = output.expanduser()
     header = export_corpus(corpus, output, parts=parts, max_tokens=cfg.stage.max_tokens, seed=cfg.seed)
     print_table(f"portable tokens -> {output} ({output.stat().st_size / 2**20:.1f} MiB); read it with "
                 f"data.tokens={output}", dict(describe(header)))
