@@ -1,14 +1,24 @@
 """The GPU section of ``python -m bench``: ours vs stock fastai on one GPU -> ``bench/gpu.md`` and ``gpu.json``.
 
-    python -m bench --gpu                          # on a CUDA machine, about 5 minutes (--budget-minutes)
-    python -m bench --gpu --profile                # also torch.profiler tables of a few steps of each side
+    python -m bench --gpu --tokens .gpu/corpora    # on a CUDA machine, about 5 minutes (--budget-minutes)
+    python -m bench --gpu --tokens DIR --profile   # also torch.profiler tables of a few steps of each side
     python -m bench --gpu --smoke --out DIR        # the same code at tiny sizes, on the CPU where there is no GPU
 
-Every run is a fresh process on the same WikiText-2 slice, vocabulary, paper-size AWD-LSTM (``model=awd_lstm``,
-its dropouts times the same drop_mult), bptt 70, one epoch of one-cycle at the same LR, seed 0:
+It reads portable token files only (``ulmfit.data.portable``): ``wikitext2.tokens`` and ``imdb.tokens`` in the
+``--tokens`` folder, which ``python -m experiments.gpu_payload --out .gpu`` writes to ``.gpu/corpora`` on a CPU
+machine. Nothing is tokenized here: the GPU machine has no spaCy, and every measuring child process runs with
+``import spacy`` made to fail, on the CPU too, so a run that would tokenize fails instead of measuring another path.
+``--smoke`` without token files exports tiny ones from the embedded samples first (the one step that tokenizes, in
+its own process) and then runs the same code.
+
+Every LM run is a fresh process on the same WikiText-2 documents and vocabulary, paper-size AWD-LSTM
+(``model=awd_lstm``, its dropouts times the same drop_mult), bptt 70, one epoch of one-cycle at the same LR, seed 0.
+The documents are the seeded subset of whole training documents that ``stage.lm_tokens`` (``--lm-tokens``) picks,
+the vocabulary pretrain's, built from the whole train part; validation on the whole valid part:
 
 * stock: ``language_model_learner(dls, AWD_LSTM, config=..., pretrained=False)`` with ``.to_fp16()`` /
-  ``.to_bf16()`` on fastai's ``LMDataLoader`` (``bench.lm_speed.stock``);
+  ``.to_bf16()`` on fastai's ``LMDataLoader``, over tensors built by pretrain's own data calls
+  (``bench.lm_speed.stock`` / ``lm_docs``);
 * ours: ``python -m ulmfit stage=pretrain model=awd_lstm train.precision=... train.bs=...``, as a user runs it
   (``VARIANTS["ours"]``), and with device switches set back to their CPU values (``VARIANTS``, ``ATTRIBUTION``)
   so that the report shows which switch bought what.
@@ -17,11 +27,13 @@ Tokens/s = training tokens / wall seconds of the fit (training and its one valid
 own ``train_seconds``, which includes the end-of-epoch checkpoint: its share is reported beside it). Peak GPU
 memory is ``torch.cuda.max_memory_allocated`` during the fit, read by the process itself (a fastai callback that
 this module adds to ``fastai.learner.defaults.callbacks`` in the child; ``ulmfit`` itself is run unchanged).
-Then a classifier epoch (``stage=classify`` at paper size on an IMDB slice) and ``stage=predict`` throughput.
+Then a classifier epoch (``stage=classify`` at paper size on ``data.n_train`` IMDB reviews) and prediction
+throughput from token ids (``bench.predict.from_tokens``: ``stage=predict`` tokenizes raw text, which needs spaCy).
 
 Runs that are not needed for the target (everything but stock and ours at each batch size and precision) are
-started only while the running estimate says they fit in ``--budget-minutes``; results are rewritten after every
-run, so an interrupted run leaves what it measured.
+started only while the running estimate says they fit in ``--budget-minutes``; stock and ours unless they would end
+more than ``GRACE_SECONDS`` past it. Results are rewritten after every run, so an interrupted run (the GPU session
+gives the section ``timeout 360``) leaves what it measured.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import DEFAULT_DATA, REPO, SAMPLE, wikitext_slice
+from bench.common import SAMPLE
 from experiments.common import entry_lineage, entry_metrics, run_module
 
 # --------------------------------------------------------------------------------------------- what runs (edit here)
@@ -51,22 +64,26 @@ MODEL = "awd_lstm"  # the paper's 400/1152/3
 LR, DROP_MULT, CLIP, BPTT = 1e-2, 0.3, 0.4, 70  # as bench/lm_speed.py
 TARGET_RATIO = 1.25     # ours / stock tokens/s, at ...
 LOSS_TOLERANCE = 0.02   # ... a validation loss within ±2% of stock's
-LM_TOKENS = 1_500_000   # WikiText-2 training tokens per LM run (of ~2.4M): 8+ runs, classify and predict in ~5 min
-BUDGET_MINUTES = 5.0
+LM_TOKENS = 1_000_000   # stage.lm_tokens: WikiText-2 training tokens per LM run (of ~2.4M); the 8 stock/ours runs
+                        # must leave the 5-minute budget room for classify, predict and some variants
+BUDGET_MINUTES = 5.0    # the optional runs start only while the section fits (bench part of a GPU call: timeout 360)
+GRACE_SECONDS = 45      # stock and ours start unless they would end this far past the budget (then: reported skipped)
+TOKEN_FILES = {"wikitext2": "wikitext2.tokens", "imdb": "imdb.tokens"}  # in --tokens (experiments.gpu_payload)
+# --smoke without --tokens: the same files exported from the embedded samples (data config overrides)
+SAMPLE_EXPORTS = {"wikitext2": ("data=wikitext2_sample",), "imdb": ("data=imdb_sample", "data.parts=[train,test]")}
 
 # The runs of ours at every batch size and precision: row name -> (what it shows, overrides beyond the common
 # ones). "ours" is what a user gets (every device switch on auto) and the one the target applies to.
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "ours": ("what a user gets: every device switch on `auto`", ()),
-    "ours, CPU-style": ("the CPU's settings on the GPU: the loss read every step, block-wise LM loss, fastai's Adam",
-                        ("train.host_sync_every=1", "train.lm_loss=blockwise", "train.optimizer.fused=false")),
+    "ours, CPU-style": ("the CPU's settings on the GPU: the loss read every step, block-wise LM loss",
+                        ("train.host_sync_every=1", "train.lm_loss=blockwise")),
 }
 # One switch at a time back to its CPU setting (the others on auto), at ATTRIBUTION_AT only: ours' tokens/s over
 # such a run's is what that switch buys. The pinned, non-blocking batch copies have no switch, so no row.
 ATTRIBUTION: dict[str, tuple[str, tuple[str, ...]]] = {
     "ours, host_sync_every=1": ("the loss read on the host every step", ("train.host_sync_every=1",)),
     "ours, lm_loss=blockwise": ("the block-wise LM loss (the CPU's)", ("train.lm_loss=blockwise",)),
-    "ours, optimizer.fused=false": ("fastai's Adam instead of torch's fused AdamW", ("train.optimizer.fused=false",)),
 }
 ATTRIBUTION_AT = (256, "bf16")
 PROFILE_AT = (256, "bf16")  # --profile: a few steps of stock and of ours at this batch size and precision
@@ -79,12 +96,12 @@ class Sizes:
     model: str                        # a conf/model/ name
     batch_sizes: tuple[int, ...]
     precisions: tuple[str, ...]
-    lm_tokens: int                    # WikiText-2 training tokens per LM run (0: all of its train split)
-    valid_lines: int                  # WikiText-2 validation lines (0: all)
-    clas_train: int                   # IMDB training reviews of the classifier epoch (10% of them validate)
-    clas_test: int
+    lm_tokens: int                    # stage.lm_tokens of each LM run (0: every WikiText-2 training document)
+    clas_train: int                   # data.n_train: IMDB training reviews of the classifier epoch
+    clas_valid: int                   # data.n_valid: of the held-out 10% of the training reviews
+    clas_test: int                    # data.n_test: test reviews scored after the epoch
     clas_bs: int
-    predict_docs: int
+    predict_docs: int                 # IMDB test reviews predicted from token ids
     profile_steps: tuple[int, int]    # (steps skipped, steps profiled)
     attribution: bool                 # run ATTRIBUTION
     timeout: int                      # seconds per process
@@ -93,9 +110,9 @@ class Sizes:
     def for_run(cls, smoke: bool, device: str, lm_tokens: int | None = None) -> "Sizes":
         if smoke:  # CUDA smoke keeps the GPU precisions, so a GPU machine can check the code path in seconds
             return cls(device, "awd_lstm_tiny", (16,), PRECISIONS if device == "cuda" else ("fp32",),
-                       16 * BPTT * 6 if lm_tokens is None else lm_tokens, 100, 100, 40, 16, 30, (1, 2), False, 300)
-        return cls(device, MODEL, BATCH_SIZES, PRECISIONS, LM_TOKENS if lm_tokens is None else lm_tokens, 0,
-                   4000, 1000, 64, 2000, (10, 5), True, 600)
+                       16 * BPTT * 6 if lm_tokens is None else lm_tokens, 90, 10, 40, 16, 30, (1, 2), False, 300)
+        return cls(device, MODEL, BATCH_SIZES, PRECISIONS, LM_TOKENS if lm_tokens is None else lm_tokens,
+                   3600, 400, 1000, 64, 2000, (10, 5), True, 600)
 
 
 @dataclass
@@ -300,11 +317,33 @@ def _write_record(extra: dict[str, Any] | None = None) -> None:
     Path(_record["result"]).write_text(json.dumps({**out, **(extra or {})}))
 
 
+def block_spacy() -> None:
+    """Make ``import spacy`` fail in this process (ImportError), as on the GPU machine, which has no spaCy."""
+    sys.modules["spacy"] = None  # type: ignore[assignment]
+    _record["spacy_blocked"] = True
+
+
 def child_stock(a: argparse.Namespace) -> None:
     from bench import lm_speed
     _install(a.result, a.profile, a.profile_steps, a.label)
-    r = lm_speed.stock(a.root, a.cache, a.bs, a.bptt, a.lr, a.drop_mult, a.clip, a.device, a.precision, a.model)
+    r = lm_speed.stock(a.data, a.bs, a.bptt, a.lr, a.drop_mult, a.clip, a.device, a.precision, a.model)
     _write_record({"stock": r})
+
+
+def child_predict(a: argparse.Namespace) -> None:
+    from bench import predict
+    _record["result"] = str(a.result)
+    _write_record({"predict": predict.from_tokens(a.data, a.docs, a.model, a.device)})
+
+
+def export_sample(out: Path, cache: Path) -> dict[str, Any]:
+    """``--smoke`` without ``--tokens``: ``stage=export_tokens`` (the stage's own ``run``) of the embedded samples
+    into ``out``, named as ``experiments.gpu_payload`` names its files; their headers."""
+    from ulmfit.config import compose
+    from ulmfit.stages import export_tokens
+    return {name: export_tokens.run(compose("stage=export_tokens", *data, f"stage.output={out / TOKEN_FILES[name]}",
+                                            f"paths.cache={cache}", "tokenizer.n_workers=0"))
+            for name, data in SAMPLE_EXPORTS.items()}
 
 
 def child_ulmfit(a: argparse.Namespace) -> None:
@@ -326,30 +365,27 @@ class Context:
     sizes: Sizes
     work: Path
     out: Path
-    wikitext: Path   # the slice
-    imdb: Path       # the classifier's slice
-    imdb_src: Path   # predict samples from the full test set
-    cache: Path
+    wikitext: Path   # wikitext2.tokens
+    imdb: Path       # imdb.tokens
+    cache: Path      # the children's token cache: the first run unpacks each file, the others hit it
 
 
-def imdb_slice(src: Path, dst: Path, n_train: int, n_test: int) -> Path:
-    """A seeded sample of IMDB's labelled train and test reviews as ``train.csv`` / ``test.csv`` in ``dst``."""
-    import pandas as pd
+def lm_data(ctx: Context) -> list[str]:
+    """The overrides that pick the LM runs' documents, the same on both sides (``bench.lm_speed.lm_docs``)."""
+    return ["data=wikitext2", f"data.tokens={ctx.wikitext}", f"stage.lm_tokens={ctx.sizes.lm_tokens or 'null'}",
+            "seed=0", f"paths.cache={ctx.cache}"]
 
-    from ulmfit.data.readers import find_file
-    dst.mkdir(parents=True, exist_ok=True)
-    for part, n in (("train", n_train), ("test", n_test)):
-        df = pd.read_csv(find_file(src, f"{part}.csv"), keep_default_na=False)
-        df.sample(n=min(n, len(df)), random_state=0).to_csv(dst / f"{part}.csv", index=False)
-    return dst
+
+def imdb_data(ctx: Context) -> list[str]:
+    return ["data=imdb", f"data.tokens={ctx.imdb}", "data.parts=[train,test]", f"paths.cache={ctx.cache}"]
 
 
 def common_overrides(ctx: Context, bs: int, precision: str) -> list[str]:
     s = ctx.sizes
-    return ["stage=pretrain", "data=wikitext2", f"data.root={ctx.wikitext}", f"model={s.model}", "train.epochs=1",
-            f"train.lr={LR}", f"train.drop_mult={DROP_MULT}", f"train.bs={bs}", f"train.bptt={BPTT}",
-            f"train.eval_bs={bs}", "train.schedule=one_cycle", f"train.clip={CLIP}", f"train.precision={precision}",
-            f"train.device={s.device}", "seed=0", f"paths.cache={ctx.cache}"]
+    return ["stage=pretrain", *lm_data(ctx), f"model={s.model}", "train.epochs=1", f"train.lr={LR}",
+            f"train.drop_mult={DROP_MULT}", f"train.bs={bs}", f"train.bptt={BPTT}", f"train.eval_bs={bs}",
+            "train.schedule=one_cycle", f"train.clip={CLIP}", f"train.precision={precision}",
+            f"train.device={s.device}"]
 
 
 def _child(ctx: Context, job: Job, job_id: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -367,16 +403,16 @@ def _child(ctx: Context, job: Job, job_id: str, args: list[str], env: dict[str, 
 
 def run_stock(ctx: Context, job: Job, job_id: str) -> dict[str, Any]:
     s = ctx.sizes
-    rec = _child(ctx, job, job_id, ["stock", "--root", str(ctx.wikitext), "--cache", str(ctx.cache), "--bs", str(job.bs),
-                               "--bptt", str(BPTT), "--lr", str(LR), "--drop-mult", str(DROP_MULT), "--clip", str(CLIP),
-                                    "--device", s.device, "--precision", job.precision, "--model", s.model])
+    rec = _child(ctx, job, job_id, ["stock", "--bs", str(job.bs), "--bptt", str(BPTT), "--lr", str(LR),
+                                    "--drop-mult", str(DROP_MULT), "--clip", str(CLIP), "--device", s.device,
+                                    "--precision", job.precision, "--model", s.model, "--", *lm_data(ctx)])
     if "stock" not in rec:
         return {"profile": rec.get("profile")}
     st = rec["stock"]
     return {"tokens_per_second": st["tokens_per_second"], "seconds": st["seconds"], "valid_loss": st["valid_loss"],
             "train_tokens": st["train_tokens"], "steps": st["steps"], "vocab_size": st["vocab_size"],
             "peak_gpu_mb": rec["peak_gpu_mb"], "peak_gpu_reserved_mb": rec.get("peak_gpu_reserved_mb"),
-            "checkpoint_seconds": 0.0}
+            "checkpoint_seconds": 0.0, "spacy_blocked": rec.get("spacy_blocked", False)}
 
 
 def _ran_as(lineage: dict[str, Any]) -> dict[str, Any]:
@@ -398,29 +434,33 @@ def run_ours(ctx: Context, job: Job, job_id: str) -> dict[str, Any]:
             # the whole process's peak up to the entry (test pass included), where the stage records it
             "entry_peak_gpu_mb": (lineage.get("environment") or {}).get("peak_gpu_mb"),
             "checkpoint_seconds": rec["checkpoint_seconds"], "overrides": list(job.overrides),
-            "ran_as": _ran_as(lineage)}
+            "ran_as": _ran_as(lineage), "spacy_blocked": rec.get("spacy_blocked", False)}
 
 
 def run_classify(ctx: Context, job: Job, job_id: str) -> dict[str, Any]:
     s = ctx.sizes
     home = ctx.work / job_id
     precision = "auto" if s.device == "cuda" else "fp32"  # auto: what a user gets (bf16 on a bf16 GPU)
-    rec = _child(ctx, job, job_id, ["ulmfit", "--", "stage=classify", "data=imdb", f"data.root={ctx.imdb}",
-                               "data.parts=[train,test]", "stage.parent_stage=none", f"model={s.model}",
-                               "train.gradual_unfreezing=false", "train.epochs=1", f"train.bs={s.clas_bs}",
-                               f"train.eval_bs={s.clas_bs}", f"train.precision={precision}", f"train.device={s.device}",
-                               "seed=0", f"paths.cache={ctx.cache}", "run_name=bench"],
+    rec = _child(ctx, job, job_id, ["ulmfit", "--", "stage=classify", *imdb_data(ctx), f"data.n_train={s.clas_train}",
+                                    f"data.n_valid={s.clas_valid}", f"data.n_test={s.clas_test}",
+                                    "stage.parent_stage=none", f"model={s.model}", "train.gradual_unfreezing=false",
+                                    "train.epochs=1", f"train.bs={s.clas_bs}", f"train.eval_bs={s.clas_bs}",
+                                    f"train.precision={precision}", f"train.device={s.device}", "seed=0",
+                                    "run_name=bench"],
                  env={"ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"})
     m = entry_metrics(home, "classify", "bench")
-    return {"docs": m["n_train"], "valid_docs": m["n_valid"], "seconds": m["train_seconds"],
+    return {"docs": m["n_train"], "valid_docs": m["n_valid"], "test_docs": m["n_test"], "seconds": m["train_seconds"],
             "docs_per_second": m["n_train"] / m["train_seconds"], "bs": s.clas_bs, "model": s.model,
             "peak_gpu_mb": rec["peak_gpu_mb"], "checkpoint_seconds": rec["checkpoint_seconds"],
-            "ran_as": _ran_as(entry_lineage(home, "classify", "bench"))}
+            "ran_as": _ran_as(entry_lineage(home, "classify", "bench")),
+            "spacy_blocked": rec.get("spacy_blocked", False)}
 
 
-def run_predict(ctx: Context) -> dict[str, Any]:
-    from bench import predict
-    return predict.run(ctx.imdb_src, n_docs=ctx.sizes.predict_docs, model=ctx.sizes.model, device=ctx.sizes.device)
+def run_predict(ctx: Context, job: Job, job_id: str) -> dict[str, Any]:
+    s = ctx.sizes
+    rec = _child(ctx, job, job_id, ["predict", "--docs", str(s.predict_docs), "--model", s.model, "--device", s.device,
+                                    "--", *imdb_data(ctx)], env={"PYTHONUNBUFFERED": "1"})
+    return {**rec["predict"], "spacy_blocked": rec.get("spacy_blocked", False)}
 
 
 def compare(lm: list[dict[str, Any]]) -> None:
@@ -472,38 +512,72 @@ class Budget:
         return 0.0
 
     def fits(self, job: Job) -> bool:
-        return job.required or self.limit is None or self.elapsed() + self.estimate(job) <= self.limit
+        """An optional run fits in the budget; a required one (stock, ours) unless it would end more than
+        ``GRACE_SECONDS`` past it: skipped and reported, rather than cut off by the caller's time limit."""
+        if self.limit is None:
+            return True
+        return self.elapsed() + self.estimate(job) <= self.limit + (GRACE_SECONDS if job.required else 0)
 
 
-def section(data: Path, out: Path, smoke: bool = False, profile: bool = False, budget_minutes: float | None = None,
-            lm_tokens: int | None = None) -> int:
-    """Run the GPU section and write gpu.md / gpu.json to ``out``; 0 when every run went through, 1 when a run
-    failed, 2 without a GPU (outside ``smoke``)."""
+def token_files(tokens: Path | None, smoke: bool, work: Path, timeout: int) -> dict[str, Any] | str:
+    """The portable files the section reads, with what their headers say; or why there are none. ``tokens``: the
+    folder (``--tokens``); None with ``smoke``: exported from the embedded samples into ``work`` (so is the
+    samples' folder, which ``python -m bench --smoke`` passes as its data)."""
+    from ulmfit.data.portable import read_header
+    from ulmfit.errors import UsageError
+    exported = smoke and (tokens is None or Path(tokens).resolve() == SAMPLE.resolve())
+    if exported:
+        folder = work / "tokens"
+        run_module("bench.gpu", "export-sample", "--out", str(folder), "--cache", str(work / "export-cache"),
+                   timeout=timeout)
+    elif tokens is None:
+        return ("pass --tokens <folder with wikitext2.tokens and imdb.tokens> (python -m experiments.gpu_payload "
+                "--out .gpu writes them to .gpu/corpora on a machine with spaCy and the raw data), or --smoke for "
+                "the embedded samples")
+    else:
+        folder = Path(tokens).resolve()  # the children run from the repository root
+    paths = {name: folder / file for name, file in TOKEN_FILES.items()}
+    if lacking := [str(p) for p in paths.values() if not p.is_file()]:
+        return (f"{', '.join(lacking)} not found: this section reads portable token files only (no spaCy on the "
+                "GPU machine); python -m experiments.gpu_payload --out .gpu writes them to .gpu/corpora")
+    try:
+        headers = {name: read_header(p) for name, p in paths.items()}
+    except UsageError as e:
+        return str(e)
+    return {"folder": str(folder), "exported_from_samples": exported,
+            **{name: {"file": str(p), "fingerprint": headers[name]["fingerprint"],
+                      "parts": {k: v["tokens"] for k, v in headers[name]["parts"].items()}}
+               for name, p in paths.items()}}
+
+
+def section(tokens: Path | None, out: Path, smoke: bool = False, profile: bool = False,
+            budget_minutes: float | None = None, lm_tokens: int | None = None) -> int:
+    """Run the GPU section on the portable token files in ``tokens`` (``TOKEN_FILES``; with ``smoke`` and no
+    folder, exported from the embedded samples) and write gpu.md / gpu.json to ``out``; 0 when every run went
+    through, 1 when a run failed, 2 without a GPU (outside ``smoke``) or without the token files."""
     import torch
     if not torch.cuda.is_available() and not smoke:
         print(f"python -m bench --gpu: no CUDA GPU is visible (torch {torch.__version__}, CUDA build "
               f"{torch.version.cuda or 'none'}): this section measures training on a GPU. Run it on a machine with "
               "one, or add --smoke for the same code at tiny sizes on the CPU.", file=sys.stderr)
         return 2
-    for sub in ("wikitext-2", "imdb"):
-        if not (data / sub).is_dir():
-            print(f"python -m bench --gpu: {data / sub} does not exist; pass --data <folder with wikitext-2/ and "
-                  "imdb/> (or --smoke for the embedded sample)", file=sys.stderr)
-            return 2
     device = "cuda" if torch.cuda.is_available() else "cpu"
     s = Sizes.for_run(smoke, device, lm_tokens)
+    work = Path(tempfile.mkdtemp(prefix="ulmfit-bench-gpu-"))
+    data = token_files(tokens, smoke, work, s.timeout)
+    if isinstance(data, str):
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"python -m bench --gpu: {data}", file=sys.stderr)
+        return 2
+    out = Path(out).resolve()  # the children run from the repository root and write profiles there
     budget = Budget(None if smoke and budget_minutes is None else budget_minutes or BUDGET_MINUTES)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="ulmfit-bench-gpu-"))
-    lines = {"train": math.ceil(s.lm_tokens / 65) + 1 if s.lm_tokens else 10**9,  # ~65 tokens per WikiText line
-             "valid": s.valid_lines or 10**9, "test": 20 if smoke else 200}
-    ctx = Context(s, work, out, wikitext_slice(data / "wikitext-2", work / "wikitext-2", lines),
-                  imdb_slice(data / "imdb", work / "imdb", s.clas_train, s.clas_test), data / "imdb", work / "cache")
+    ctx = Context(s, work, out, Path(data["wikitext2"]["file"]), Path(data["imdb"]["file"]), work / "cache")
     jobs = plan(s, profile)
     missing = missing_options({o for j in jobs for o in j.options})
     started = dt.datetime.now()
     r: dict[str, Any] = {"date": f"{started:%Y-%m-%d %H:%M}", "smoke": smoke, "gpu": device_info(device),
-                         "data": str(data), "settings": {**asdict(s), "lr": LR, "drop_mult": DROP_MULT, "clip": CLIP,
+                         "data": data, "settings": {**asdict(s), "lr": LR, "drop_mult": DROP_MULT, "clip": CLIP,
                                                           "bptt": BPTT, "target_ratio": TARGET_RATIO,
                                                           "loss_tolerance": LOSS_TOLERANCE,
                                                           "budget_minutes": budget.limit and budget.limit / 60,
@@ -514,15 +588,17 @@ def section(data: Path, out: Path, smoke: bool = False, profile: bool = False, b
     from ulmfit.report import hardware
     r["hardware"] = hardware()
     print(f"[bench --gpu] {len(jobs)} runs planned on {r['gpu']['name']}; budget "
-          f"{'none' if budget.limit is None else f'{budget.limit / 60:.1f} min'} (stock and ours always run)", flush=True)
+          f"{'none' if budget.limit is None else f'{budget.limit / 60:.1f} min'} "
+          f"(stock and ours run unless they would end over {GRACE_SECONDS} s past it)", flush=True)
     for i, job in enumerate(jobs):
         job_id = f"{i:02d}-{job.kind}"
         if lacking := sorted(set(job.options) & missing):
             r["skipped"].append({"run": job.key, "why": f"{', '.join(lacking)}: not an option of this checkout"})
             continue
         if not budget.fits(job):
-            r["skipped"].append({"run": job.key, "why": f"over the {budget.limit / 60:.1f}-minute budget (estimated "
-                                                        f"{budget.estimate(job):.0f} s at {budget.elapsed() / 60:.1f} min)"})
+            r["skipped"].append({"run": job.key, "why": f"over the {budget.limit / 60:.1f}-minute budget"
+                                 + (f" by more than {GRACE_SECONDS} s" if job.required else "")
+                                 + f" (estimated {budget.estimate(job):.0f} s at {budget.elapsed() / 60:.1f} min)"})
             continue
         t0 = time.perf_counter()
         try:
@@ -533,7 +609,7 @@ def section(data: Path, out: Path, smoke: bool = False, profile: bool = False, b
             elif job.kind == "classify":
                 row = run_classify(ctx, job, job_id)
             else:
-                row = run_predict(ctx)
+                row = run_predict(ctx, job, job_id)
         except (SystemExit, subprocess.TimeoutExpired, Exception) as e:  # noqa: B014  one failed run, not the section
             msg = str(e.code) if isinstance(e, SystemExit) else f"{type(e).__name__}: {e}"
             r["failed"].append({"run": job.key, "required": job.required, "error": msg[-3000:]})
@@ -556,6 +632,7 @@ def section(data: Path, out: Path, smoke: bool = False, profile: bool = False, b
         left = sum(budget.estimate(j) for j in pending)
         print(f"[bench --gpu] {i + 1}/{len(jobs)} {job.key}: {seconds:.0f} s; {budget.elapsed() / 60:.1f} min so far, "
               f"about {left / 60:.1f} min left if every pending run starts", flush=True)
+    shutil.rmtree(work, ignore_errors=True)  # token cache, stores and checkpoints of the runs
     print("\n".join(report(r)))
     return 1 if r["failed"] else 0
 
@@ -581,13 +658,16 @@ def report(r: dict[str, Any]) -> list[str]:
         f"Software: torch {g['torch']} (CUDA {g['cuda'] or 'none'}, cuDNN {g['cudnn']}), fastai {g['fastai']}, "
         f"Python {g['python']}.  ",
         f"Host: {r['hardware']}.  ",
-        f"Data: `{r['data']}`.",
+        data_line(r["data"]),
         "",
         "## LM training: ours vs stock fastai",
         "",
         f"AWD-LSTM `{s['model']}`" + (f" (vocab {vocab:,})" if vocab else "") + f", bptt {s['bptt']}, one epoch of "
         f"one-cycle (lr {s['lr']}, drop_mult {s['drop_mult']}, gradient clipping {s['clip']}, seed 0) on the same "
-        + (f"{tokens:,}-token " if tokens else "") + f"WikiText-2 slice, on `{s['device']}`; each run a fresh process. "
+        + (f"{tokens:,} " if tokens else "") + "WikiText-2 training tokens (`stage.lm_tokens="
+        + (f"{s['lm_tokens']}`: a seeded subset of whole documents" if s["lm_tokens"] else "null`: every document")
+        + "; the vocabulary pretrain builds from the whole train part; validation on the whole valid part), "
+        f"on `{s['device']}`; each run a fresh process. "
         "stock = `language_model_learner(...).to_fp16()`/`.to_bf16()` on fastai's `LMDataLoader`; ours = "
         "`python -m ulmfit stage=pretrain` with the overrides below. Tokens/s = training tokens / fit wall time "
         "(training + one validation pass; ours' includes its end-of-epoch checkpoint, column 'ckpt'). Target: "
@@ -624,14 +704,18 @@ def report(r: dict[str, Any]) -> list[str]:
     if c := r["classify"]:
         out += ["", "## Classifier and prediction", "",
                 f"- `stage=classify` (`{c['model']}`, concat pooling, no parent LM, all layers trainable, "
-                f"{c['ran_as'].get('precision', '?')}), one epoch on {c['docs']:,} IMDB reviews at bs {c['bs']} "
-                f"(+ validation on {c['valid_docs']:,}): **{c['docs_per_second']:,.1f} docs/s** ({c['seconds']:.1f} s, "
-                f"peak GPU memory {_mb(c['peak_gpu_mb'])})."]
+                f"{c['ran_as'].get('precision', '?')}), one epoch on {c['docs']:,} IMDB reviews (`data.n_train`) at "
+                f"bs {c['bs']} (+ validation on {c['valid_docs']:,}): **{c['docs_per_second']:,.1f} docs/s** "
+                f"({c['seconds']:.1f} s, peak GPU memory {_mb(c['peak_gpu_mb'])}); then {c.get('test_docs', 0):,} test "
+                "reviews scored (`data.n_test`, not timed)."]
     if p := r["predict"]:
         out += ([] if c else ["", "## Classifier and prediction", ""]) + [
-            f"- `stage=predict` on {p['docs']:,} IMDB test reviews ({p['tokens']:,} tokens, bs {p['bs']}, "
+            f"- prediction from token ids on {p['docs']:,} IMDB test reviews ({p['tokens']:,} tokens, bs {p['bs']}, "
             f"`{p['model']}` classifier, fp32, device {p['device']}): **{p['docs_per_second']:,.1f} docs/s** "
-            f"({p['seconds']:.1f} s including load, tokenization ({p['tokenize_seconds']:.1f} s alone) and writing)."]
+            f"({p['seconds']:.1f} s: loading the entry and `Classifier.predict_probs`, what `stage=predict` does after "
+            "tokenizing). Not `stage=predict` itself: it reads raw text and tokenizes it with spaCy, which the GPU "
+            "machine lacks, and a portable token file holds tokens, not the raw text; its CPU throughput with "
+            "tokenization is section (e) of `python -m bench`."]
     if r["profile"]:
         out += ["", "## Where the time goes (torch.profiler)", ""]
         for name, pr in r["profile"].items():
@@ -650,6 +734,17 @@ def report(r: dict[str, Any]) -> list[str]:
         out += ["", "**Failed**:", *[f"- `{x['run']}`: {x['error'].strip().splitlines()[-1] if x['error'].strip() else ''}"
                                      for x in r["failed"]]]
     return out
+
+
+def data_line(d: dict[str, Any] | str) -> str:
+    if isinstance(d, str):  # a made-up report in the tests
+        return f"Data: `{d}`."
+    files = ", ".join(f"`{Path(d[k]['file']).name}` ({d[k]['fingerprint'][:8]}…, "
+                      + ", ".join(f"{p} {n:,}" for p, n in d[k]["parts"].items()) + " tokens)" for k in TOKEN_FILES)
+    return (f"Data: portable token files in `{d['folder']}`"
+            + (" (exported from the embedded samples for this smoke run)" if d.get("exported_from_samples") else "")
+            + f": {files}. Nothing is tokenized here; each measuring process runs with `import spacy` failing, as "
+            "on a GPU machine without spaCy.")
 
 
 def attribution(lm: list[dict[str, Any]]) -> list[str]:
@@ -675,21 +770,30 @@ def write(out: Path, r: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.gpu", description="A child process of the GPU section.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("stock", "ulmfit"):
+    for name in ("stock", "ulmfit", "predict"):
         p = sub.add_parser(name)
         p.add_argument("--result", type=Path, required=True, help="where the child writes what it measured (JSON)")
         p.add_argument("--profile", type=Path, default=None, help="write the profiler's tables here and stop")
         p.add_argument("--profile-steps", default="10,5", help="steps skipped, steps profiled")
         p.add_argument("--label", default=name, help="the run's name in the profile's header")
         if name == "stock":
-            for opt, typ in (("--root", Path), ("--cache", Path), ("--bs", int), ("--bptt", int), ("--lr", float),
-                             ("--drop-mult", float), ("--clip", float), ("--device", str), ("--precision", str),
-                             ("--model", str)):
+            for opt, typ in (("--bs", int), ("--bptt", int), ("--lr", float), ("--drop-mult", float), ("--clip", float),
+                             ("--device", str), ("--precision", str), ("--model", str)):
                 p.add_argument(opt, type=typ, required=True)
-        else:
-            p.add_argument("overrides", nargs="*", help="python -m ulmfit's arguments")
+        elif name == "predict":
+            for opt, typ in (("--docs", int), ("--device", str), ("--model", str)):
+                p.add_argument(opt, type=typ, required=True)
+        p.add_argument("data" if name != "ulmfit" else "overrides", nargs="*",
+                       help="python -m ulmfit's arguments" if name == "ulmfit" else "overrides that pick the corpus")
+    p = sub.add_parser("export-sample", help="--smoke without --tokens: the samples as portable token files")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--cache", type=Path, required=True)
     a = parser.parse_args()
-    child_stock(a) if a.cmd == "stock" else child_ulmfit(a)
+    if a.cmd == "export-sample":  # the one child that tokenizes (with spaCy): never on the GPU path
+        export_sample(a.out, a.cache)
+        return
+    block_spacy()  # the measuring children run as on the GPU machine
+    {"stock": child_stock, "ulmfit": child_ulmfit, "predict": child_predict}[a.cmd](a)
 
 
 if __name__ == "__main__":

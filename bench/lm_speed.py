@@ -22,7 +22,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from bench.common import emit, run_json, wikitext_slice
 from experiments.common import run_ulmfit
@@ -39,9 +39,34 @@ def model_dims(model: str = MODEL) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------- stock fastai
-def stock(root: Path, cache: Path, bs: int, bptt: int, lr: float, drop_mult: float, clip: float,
+def lm_docs(data: Sequence[str]) -> tuple[Any, Any, list[str]]:
+    """The training and validation documents (``TokenStream``s, vocab ids) and the vocabulary that
+    ``python -m ulmfit stage=pretrain <data>`` trains on, through the stage's own calls: ``load_corpus`` (a raw
+    folder via the token cache, or a portable file with ``data.tokens``), ``build_vocab`` over the whole train
+    part, ``lm_splits``, then ``within_budget`` for ``stage.lm_tokens`` (a seeded subset of whole documents).
+
+    ``data``: the overrides that pick the corpus on both sides, e.g. ``data=wikitext2 data.tokens=<file>
+    stage.lm_tokens=1500000 seed=0 paths.cache=<dir>``."""
+    from ulmfit.config import compose
+    from ulmfit.data import build_vocab, lm_splits, load_corpus
+    from ulmfit.data.streams import within_budget
+
+    cfg = compose("stage=pretrain", *data)
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
+    train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.seed)
+    return within_budget(train, cfg.stage.lm_tokens, cfg.seed), valid, vocab
+
+
+def raw_wikitext(root: Path, cache: Path) -> list[str]:
+    """``lm_docs``' overrides for a raw WikiText folder (section (a)): its whole train part, seed 0 as ours."""
+    return ["data=wikitext2", f"data.root={root}", f"paths.cache={cache}", "seed=0"]
+
+
+def stock(data: Sequence[str], bs: int, bptt: int, lr: float, drop_mult: float, clip: float,
           device: str = "cpu", precision: str = "fp32", model: str = MODEL) -> dict[str, Any]:
-    """fastai's own LM path; tokens come from our cache (identical to fastai's tokenizer, see tests).
+    """fastai's own LM path on the documents and vocabulary ours trains on (``lm_docs(data)``); the tokens come
+    from our cache (identical to fastai's tokenizer, see tests) or a portable file.
 
     ``precision``: fp32, or on CUDA fastai's ``to_fp16()`` / ``to_bf16()`` (its ``MixedPrecision`` autocasts on
     CUDA only, so it is refused on a CPU rather than run as fp32 under another name)."""
@@ -52,17 +77,13 @@ def stock(root: Path, cache: Path, bs: int, bptt: int, lr: float, drop_mult: flo
     from fastai.text.all import AWD_LSTM, LMDataLoader, awd_lstm_lm_config, language_model_learner
     from fastai.torch_core import set_seed
 
-    from ulmfit.data import TokenizerSettings, build_vocab, load_or_tokenize, numericalize
-    from ulmfit.data.readers import WikiTextReader
-
     dev = torch.device(device)
     if precision not in ("fp32", "fp16", "bf16") or (precision != "fp32" and dev.type != "cuda"):
         raise SystemExit(f"stock: precision {precision!r} on {dev}: fastai's to_fp16/to_bf16 autocast on CUDA only; "
                          "use fp32 on a CPU.")
-    corpus = load_or_tokenize(WikiTextReader(root), TokenizerSettings(), cache)
-    vocab = build_vocab(corpus, ["train"], 60000, 3)
-    tensors = {p: [torch.as_tensor(d.doc(i), dtype=torch.long) for i in range(len(d))]
-               for p in ("train", "valid") for d in [numericalize(corpus, p, vocab)]}
+    train, valid, vocab = lm_docs(data)
+    tensors = {p: [torch.as_tensor(s.doc(i), dtype=torch.long) for i in range(len(s))]
+               for p, s in (("train", train), ("valid", valid))}
     set_seed(0, reproducible=True)
     dls = DataLoaders(LMDataLoader(tensors["train"], bs=bs, seq_len=bptt, shuffle=True),
                       LMDataLoader(tensors["valid"], bs=bs, seq_len=bptt), device=dev)
@@ -217,7 +238,7 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     p.add_argument("--model", default=MODEL, help="a conf/model/ name")
     a = parser.parse_args()
-    emit(stock(a.root, a.cache, a.bs, a.bptt, a.lr, a.drop_mult, a.clip, a.device, a.precision, a.model))
+    emit(stock(raw_wikitext(a.root, a.cache), a.bs, a.bptt, a.lr, a.drop_mult, a.clip, a.device, a.precision, a.model))
 
 
 if __name__ == "__main__":

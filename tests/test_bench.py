@@ -64,42 +64,68 @@ def test_allocator_bench_smoke(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- GPU section
+# ``python -m bench`` with ``import spacy`` failing, as on the GPU machine (tests/test_portable.py blocks it alike)
+NO_SPACY_BENCH = "import sys; sys.modules['spacy'] = None; from bench.__main__ import main; sys.exit(main(sys.argv[1:]))"
+
+
 def test_gpu_section_smoke_on_cpu(tmp_path):
     """``python -m bench --gpu --smoke --profile``: the GPU section's code at tiny sizes (here on the CPU: fp32 on
-    both sides, no GPU memory): measured rows beside stock, the equal-loss and pass/fail columns, classifier and
-    predict throughput, and a profile of each side."""
+    both sides, no GPU memory) on the route a GPU machine takes: portable token files (exported from the embedded
+    samples first, in a process of their own), read by children and a parent that cannot import spaCy. Measured rows
+    beside stock on the same documents and vocabulary, the equal-loss and pass/fail columns, classifier and
+    prediction throughput, and a profile of each side."""
     import torch
-    proc = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--smoke", "--profile", "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600, env=ENV)
+    proc = subprocess.run([sys.executable, "-c", NO_SPACY_BENCH, "--gpu", "--smoke", "--profile", "--out",
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((tmp_path / "gpu.json").read_text())
     md = (tmp_path / "gpu.md").read_text()
-    assert r["smoke"] and not r["failed"] and "smoke run" in md
+    assert r["smoke"] and not r["failed"] and not r["skipped"] and "smoke run" in md
     cuda = torch.cuda.is_available()
     assert r["gpu"]["device"] == ("cuda" if cuda else "cpu") and r["gpu"]["name"] in md
+    data = r["data"]
+    assert data["exported_from_samples"] and "portable token files" in md and "`import spacy` failing" in md
+    assert set(data["wikitext2"]["parts"]) == {"train", "valid", "test"} and set(data["imdb"]["parts"]) == {"train",
+                                                                                                          "test"}
     lm = {(x["name"], x["bs"], x["precision"]): x for x in r["lm"]}
     for prec in r["settings"]["precisions"]:
         stock, ours = lm["stock fastai", 16, prec], lm["ours", 16, prec]
         for x in (stock, ours):
             assert x["tokens_per_second"] > 0 and math.isfinite(x["valid_loss"]) and x["seconds"] > 0
             assert (x["peak_gpu_mb"] is not None) == cuda
+        # stage.lm_tokens: a subset of whole documents (at least the budget, less than the file's train part)
+        assert r["settings"]["lm_tokens"] <= ours["train_tokens"] < data["wikitext2"]["parts"]["train"]
         assert ours["train_tokens"] == stock["train_tokens"] and ours["vocab_size"] == stock["vocab_size"]
         assert ours["vs_stock"] > 0 and isinstance(ours["target_met"], bool) and isinstance(ours["equal_loss"], bool)
         assert ours["ran_as"]["precision"] == prec
     assert "| ≥1.25× at equal loss |" in md and ("**PASS**" in md or "**FAIL**" in md) and "Target " in md
     if not cuda:
         assert "n/a (CPU)" in md
-    # the CPU-style variant ran, or was skipped because this checkout lacks one of its options (said why)
     cpu_style = [x for x in r["lm"] if x["name"] == "ours, CPU-style"]
-    assert cpu_style or any("CPU-style" in s["run"] and "not an option" in s["why"] for s in r["skipped"])
-    assert r["classify"]["docs_per_second"] > 0 and r["classify"]["docs"] > 0
-    assert r["predict"]["docs"] == 30 and r["predict"]["docs_per_second"] > 0
+    assert cpu_style and cpu_style[0]["ran_as"]["lm_loss"] == "blockwise" and cpu_style[0]["ran_as"]["host_sync_every"] == 1
+    c, p = r["classify"], r["predict"]
+    assert (c["docs"], c["valid_docs"], c["test_docs"]) == (90, 10, 40) and c["docs_per_second"] > 0
+    assert p["docs"] == 30 and p["from"] == "token ids" and p["docs_per_second"] > 0 and p["tokens"] > 0
+    assert all(x["spacy_blocked"] for x in [*r["lm"], c, p])  # every measuring child ran without spaCy
     for side in ("stock fastai", "ours"):
         prof = r["profile"][side]
         assert prof["steps"] == 2 and prof["wall_ms_per_step"] > 0
         table = (tmp_path / prof["file"]).read_text()
         assert "sorted by" in table and "Self CPU" in table
     assert {p.name for p in tmp_path.iterdir()} == {"gpu.md", "gpu.json", "gpu_profile_stock.txt", "gpu_profile_ours.txt"}
+
+
+def test_gpu_token_files_are_checked_first(tmp_path):
+    """Without a usable --tokens folder the section says what to do (no raw-data fallback, nothing tokenized)."""
+    from bench import gpu
+    need = gpu.token_files(None, False, tmp_path, 10)
+    assert isinstance(need, str) and "--tokens" in need and "experiments.gpu_payload" in need
+    missing = gpu.token_files(tmp_path, False, tmp_path, 10)
+    assert isinstance(missing, str) and "wikitext2.tokens" in missing and "imdb.tokens" in missing
+    for name in gpu.TOKEN_FILES.values():
+        (tmp_path / name).write_text("not a zip")
+    bad = gpu.token_files(tmp_path, True, tmp_path, 10)  # a folder given with --smoke is read, not replaced
+    assert isinstance(bad, str) and "not a zip archive" in bad
 
 
 def test_gpu_section_without_a_gpu_says_so(tmp_path):
@@ -127,9 +153,10 @@ def test_gpu_plan_at_gpu_sizes():
     assert [j.kind for j in jobs[:4]] == ["stock", "ours", "ours", "stock"]
     assert [j.kind for j in jobs[8:10]] == ["classify", "predict"]
     cpu_style = [j for j in jobs if j.name == "ours, CPU-style"]
-    assert len(cpu_style) == 4 and cpu_style[0].options == ("train.host_sync_every", "train.lm_loss",
-                                                            "train.optimizer.fused")
+    assert len(cpu_style) == 4 and cpu_style[0].options == ("train.host_sync_every", "train.lm_loss")
+    assert not any("fused" in o for j in jobs for o in j.overrides)  # no fused optimizer (fastai's Adam stays)
     single = [j for j in jobs if j.name in gpu.ATTRIBUTION]
+    assert {j.name for j in single} == {"ours, host_sync_every=1", "ours, lm_loss=blockwise"}
     assert len(single) == len(gpu.ATTRIBUTION) and {(j.bs, j.precision) for j in single} == {gpu.ATTRIBUTION_AT}
     assert [j.kind for j in jobs[-2:]] == ["profile-stock", "profile-ours"]
     assert not any(j.kind.startswith("profile") for j in gpu.plan(s, profile=False))
@@ -155,7 +182,7 @@ def test_gpu_compare_budget_and_report():
     assert "vs_stock" not in lm[5] and "vs_stock" not in lm[0]
     r = {"settings": {"profile": False, "budget_minutes": 5.0, "model": "awd_lstm", "bptt": 70, "lr": 0.01,
                       "drop_mult": 0.3, "clip": 0.4, "device": "cuda", "target_ratio": 1.25, "loss_tolerance": 0.02,
-                      "batch_sizes": [64, 256], "precisions": ["fp16", "bf16"]},
+                      "batch_sizes": [64, 256], "precisions": ["fp16", "bf16"], "lm_tokens": 1000},
          "gpu": {"name": "Some GPU", "capability": "9.0", "memory_gib": 1.0, "multiprocessors": 1, "torch": "t",
                  "cuda": "c", "cudnn": 1, "fastai": "f", "python": "p"},
          "smoke": False, "date": "d", "minutes": 1.0, "hardware": "h", "data": "x", "lm": lm,
@@ -173,15 +200,22 @@ def test_gpu_compare_budget_and_report():
     assert budget.estimate(job) == 30.0 and not budget.fits(job)
     assert budget.fits(gpu.Job("stock", "stock fastai", 64, "fp16", required=True))
     assert gpu.Budget(None).fits(job)
+    # stock and ours start past the budget, but not when they would end more than GRACE_SECONDS past it
+    late = gpu.Budget(0.001)
+    late.done.append((gpu.Job("ours", "ours", 64, "fp16", required=True), gpu.GRACE_SECONDS + 10.0))
+    assert not late.fits(gpu.Job("ours", "ours", 64, "bf16", required=True))
 
 
 def test_gpu_missing_options_and_stock_precision(tmp_path):
-    """A variant's config key this checkout lacks is found before anything runs; stock fastai's fp16/bf16 are
-    refused on a CPU (fastai autocasts on CUDA only) before any data is read."""
+    """A variant's config key this checkout lacks is found before anything runs (every variant's exists here);
+    stock fastai's fp16/bf16 are refused on a CPU (fastai autocasts on CUDA only) before any data is read."""
     import pytest
 
     from bench import gpu, lm_speed
     assert gpu.missing_options({"train.bs", "train.no_such_switch"}) == {"train.no_such_switch"}
+    assert not gpu.missing_options({o.split("=", 1)[0] for _, overrides in {**gpu.VARIANTS, **gpu.ATTRIBUTION}.values()
+                                    for o in overrides})
     for precision in ("fp16", "bf16"):
         with pytest.raises(SystemExit, match="CUDA only"):
-            lm_speed.stock(tmp_path / "nope", tmp_path, 8, 70, 1e-2, 0.3, 0.4, device="cpu", precision=precision)
+            lm_speed.stock(["data=wikitext2", f"data.tokens={tmp_path / 'nope.tokens'}"], 8, 70, 1e-2, 0.3, 0.4,
+                           device="cpu", precision=precision)
