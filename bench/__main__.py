@@ -3,7 +3,7 @@
     python -m bench                      # full run on ../shared/data (about 25 min on 2 CPU cores)
     python -m bench --smoke --out DIR    # seconds-scale run on the embedded sample (what CI runs)
     python -m bench --only a,c           # a subset: a+b (LM speed, roofline), c, d, e
-    python -m bench --gpu [--profile]    # only the GPU section (bench/gpu.py) -> bench/gpu.md and gpu.json
+    python -m bench --gpu --tokens .gpu/corpora [--profile]   # only the GPU section (bench/gpu.py) -> bench/gpu.md
 
 Each figure is measured side by side in the same run, every training/measurement in a fresh process.
 """
@@ -35,6 +35,10 @@ def versions() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="folder with wikitext-2/ and imdb/ (default ../shared/data)")
+    parser.add_argument("--tokens", type=Path, default=None,
+                        help="(--gpu) folder with the portable token files wikitext2.tokens and imdb.tokens (python -m "
+                             "experiments.gpu_payload --out .gpu writes .gpu/corpora); with --smoke, default: exported "
+                             "from the embedded samples")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the embedded sample (CI)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections among a,c,d,e")
     parser.add_argument("--out", type=Path, default=REPO / "bench",
@@ -47,11 +51,17 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"(--gpu) start optional runs only while they fit (default {gpu.BUDGET_MINUTES:g}; "
                              "none with --smoke)")
     parser.add_argument("--lm-tokens", type=int, default=None,
-                        help=f"(--gpu) WikiText-2 training tokens per LM run (default {gpu.LM_TOKENS:,}; 0: all)")
+                        help=f"(--gpu) stage.lm_tokens of each LM run: WikiText-2 training tokens, a seeded subset "
+                             f"of whole documents (default {gpu.LM_TOKENS:,}; 0: all)")
     a = parser.parse_args(argv)
-    if a.gpu:  # its own checks: a GPU first (it says so clearly before anything else), then the data
-        return gpu.section(a.data or (SAMPLE if a.smoke else DEFAULT_DATA), a.out, smoke=a.smoke, profile=a.profile,
-                           budget_minutes=a.budget_minutes, lm_tokens=a.lm_tokens)
+    if a.gpu:  # its own checks: a GPU first (it says so clearly before anything else), then the token files
+        if a.data is not None:
+            parser.error("--gpu reads portable token files, not raw data: pass --tokens DIR (python -m "
+                         "experiments.gpu_payload --out .gpu writes .gpu/corpora)")
+        return gpu.section(a.tokens, a.out, smoke=a.smoke, profile=a.profile, budget_minutes=a.budget_minutes,
+                           lm_tokens=a.lm_tokens)
+    if a.tokens is not None:
+        parser.error("--tokens is for --gpu only; the other sections read raw data (--data)")
     data = a.data or (SAMPLE if a.smoke else DEFAULT_DATA)
     only = [s.strip() for s in a.only.split(",") if s.strip()]
     if bad := sorted(set(only) - set(SECTIONS)):

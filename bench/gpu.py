@@ -54,7 +54,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import SAMPLE
 from experiments.common import entry_lineage, entry_metrics, run_module
 
 # --------------------------------------------------------------------------------------------- what runs (edit here)
@@ -521,11 +520,10 @@ class Budget:
 
 def token_files(tokens: Path | None, smoke: bool, work: Path, timeout: int) -> dict[str, Any] | str:
     """The portable files the section reads, with what their headers say; or why there are none. ``tokens``: the
-    folder (``--tokens``); None with ``smoke``: exported from the embedded samples into ``work`` (so is the
-    samples' folder, which ``python -m bench --smoke`` passes as its data)."""
+    folder (``--tokens``); None with ``smoke``: exported from the embedded samples into ``work``."""
     from ulmfit.data.portable import read_header
     from ulmfit.errors import UsageError
-    exported = smoke and (tokens is None or Path(tokens).resolve() == SAMPLE.resolve())
+    exported = smoke and tokens is None
     if exported:
         folder = work / "tokens"
         run_module("bench.gpu", "export-sample", "--out", str(folder), "--cache", str(work / "export-cache"),

@@ -34,7 +34,8 @@ run_checks() {
     return "${PIPESTATUS[0]}"
 }
 run_bench() {
-    timeout 360 python3 -m bench --gpu --out "$OUT" 2>&1 | tail -n 60 | tee -a "$OUT/session.log"
+    timeout 360 python3 -m bench --gpu --tokens "$PAYLOAD/corpora" --profile --out "$OUT" 2>&1 | tail -n 60 \
+        | tee -a "$OUT/session.log"
     return "${PIPESTATUS[0]}"
 }
 run_imdb() {
