@@ -26,7 +26,7 @@ from ulmfit.report import hardware
 
 __all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "as_overrides", "entry_config", "entry_lineage",
            "entry_metrics", "entry_parent", "experiment_parser", "hardware", "has_entry", "recipe", "recipe_text",
-           "run_module", "run_step", "run_ulmfit", "stamp"]
+           "result_rows", "run_module", "run_step", "run_ulmfit", "stamp"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
@@ -175,6 +175,15 @@ def stamp() -> str:
     return dt.datetime.now().strftime("%Y-%m-%d %H:%M")
 
 
+def result_rows(name: str) -> list[dict[str, str]]:
+    """The rows of results/<name>.csv so far (none before the first): what a resumable study has finished."""
+    path = RESULTS / f"{name}.csv"
+    if not path.exists():
+        return []
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
 def append_result(name: str, row: dict[str, Any], title: str, description: str, key: str | None = None) -> str:
     """Add ``row`` to results/<name>.csv and rewrite results/<name>.md as a table of every row so far.
 
@@ -183,10 +192,7 @@ def append_result(name: str, row: dict[str, Any], title: str, description: str, 
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.csv"
-    rows = []
-    if path.exists():
-        with open(path) as fh:
-            rows = list(csv.DictReader(fh))
+    rows = result_rows(name)
     if key is not None:
         rows = [r for r in rows if r.get(key) != str(row[key])]
     rows.append({k: str(v) for k, v in row.items()})

@@ -20,11 +20,11 @@ appends its CSV row as soon as it ends (the LM fine-tuning itself checkpoints ev
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
-from experiments.common import (RESULTS, SHARED_DATA, append_result, as_overrides, entry_lineage, entry_metrics,
-                                hardware, recipe_text, run_step, stamp)
+from experiments import common
+from experiments.common import (SHARED_DATA, append_result, as_overrides, entry_lineage, entry_metrics, hardware,
+                                recipe_text, result_rows, run_step, stamp)
 from experiments.sample_efficiency import ALL, classifier, summary_table
 
 LM = "imdb-glm-ft"
@@ -49,11 +49,7 @@ def run_plan(method: str, n: int, seed: int, imdb: Path) -> tuple[str, str, list
 
 
 def finished(name: str) -> bool:
-    path = RESULTS / "imdb_transfer.csv"
-    if not path.exists():
-        return False
-    with open(path) as fh:
-        return any(r["entry"] == name for r in csv.DictReader(fh))
+    return any(r["entry"] == name for r in result_rows("imdb_transfer"))
 
 
 def targets_table(rows: list[dict[str, str]]) -> str:
@@ -77,10 +73,9 @@ def targets_table(rows: list[dict[str, str]]) -> str:
 
 
 def write_summary() -> Path:
-    with open(RESULTS / "imdb_transfer.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = result_rows("imdb_transfer")
     lm = entry_summary(rows)
-    out = RESULTS / "imdb_transfer_summary.md"
+    out = common.RESULTS / "imdb_transfer_summary.md"
     out.write_text("# IMDB from the shipped general LM: test accuracy (%) by number of labelled reviews\n\n"
                    "Summarised from `imdb_transfer.csv` (one row per run, with its date, seed and time) by "
                    "`python -m experiments.imdb_transfer`; 25,000 test reviews, identical training draws for the "

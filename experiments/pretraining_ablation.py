@@ -26,12 +26,11 @@ Resumable: finished entries are reused, and each finished run appends its row at
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 from experiments import imdb_transfer
-from experiments.common import (RESULTS, SHARED_DATA, append_result, entry_metrics, hardware, recipe_text, run_step,
-                                stamp)
+from experiments.common import (SHARED_DATA, append_result, entry_metrics, hardware, recipe_text, result_rows,
+                                run_step, stamp)
 
 SOURCES = {"none": "none", "wikitext2": "wt2-cpu-pretrain", "general": "general-lm"}
 TASKS = ("trec", "imdb1k")
@@ -61,11 +60,7 @@ def plan(task: str, source: str, data: Path) -> list[tuple[str, str, list[str]]]
 
 
 def finished(task: str, source: str) -> bool:
-    path = RESULTS / "pretraining_ablation.csv"
-    if not path.exists():
-        return False
-    with open(path) as fh:
-        return any(r["task"] == task and r["source"] == source for r in csv.DictReader(fh))
+    return any(r["task"] == task and r["source"] == source for r in result_rows("pretraining_ablation"))
 
 
 def main() -> None:

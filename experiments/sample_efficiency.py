@@ -35,7 +35,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from experiments.common import (RESULTS, SHARED_DATA, append_result, as_overrides, entry_config, entry_lineage,
-                                entry_metrics, entry_parent, hardware, has_entry, recipe, run_step, stamp)
+                                entry_metrics, entry_parent, hardware, has_entry, recipe, result_rows, run_step, stamp)
 
 METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
 ALL = 0  # n_train=0 on the command line: every labelled training review
@@ -160,11 +160,7 @@ def plan(method: str, n: int, seed: int, imdb: Path, pretrain: str, semi_lm: str
 
 
 def done(name: str) -> bool:
-    path = RESULTS / "sample_efficiency.csv"
-    if not path.exists():
-        return False
-    with open(path) as fh:
-        return any(r["entry"] == name for r in csv.DictReader(fh))
+    return any(r["entry"] == name for r in result_rows("sample_efficiency"))
 
 
 def main() -> None:
