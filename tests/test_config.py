@@ -88,7 +88,7 @@ def test_paper_recipe_from_fastai_wt103_weights_wires_the_import_as_pretrain(mak
     assert "stage.dir=/datasets/wt103-fwd" in imp and "run_name=p-import_wt103" in imp
     assert "stage.parent=p-import_wt103" in ft and "stage.parent=p-lm_finetune" in clas
     # stage.every_step of the inherited imdb_paper recipe reaches every step, before the step's own overrides
-    assert all(o[1] == "train.precision=fp16" for o in (imp, ft, clas))
+    assert all(o[1:3] == ["model=awd_lstm", "train.precision=fp16"] for o in (imp, ft, clas))
 
 
 @pytest.mark.parametrize("override,fragment", [
