@@ -21,8 +21,8 @@ from fastai.callback.core import Callback
 log = logging.getLogger(__name__)
 
 # Library names first (what LD_PRELOAD needs), in order of preference; searched in the usual library folders.
-# tcmalloc first: both keep memory flat, and in this project's long bf16 runs tcmalloc trained faster
-# (`python -m bench.allocator --allocators jemalloc,tcmalloc` measures both on a machine).
+# tcmalloc first: both grow far less than glibc, and tcmalloc trained fastest of the three in bf16
+# (bench/allocator.md; `python -m bench.allocator --allocators glibc,jemalloc,tcmalloc` measures a machine).
 REPLACEMENTS = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4", "libjemalloc.so.2", "libjemalloc.so")
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
             "/opt/conda/lib")
