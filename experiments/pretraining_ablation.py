@@ -81,7 +81,8 @@ def main() -> None:
             if finished(task, source):
                 continue
             if source == "wikitext2":
-                run_step(home, *pretrain_step(Path(args.wikitext).resolve()), log=log)
+                stage, name, overrides = pretrain_step(Path(args.wikitext).resolve())
+                run_step(home, stage, name, *overrides, log=log)
             steps = plan(task, source, data[task])
             for stage, name, overrides in steps:
                 run_step(home, stage, name, *overrides, log=log)

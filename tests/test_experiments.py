@@ -314,3 +314,25 @@ def test_imdb_gpu_runs_end_to_end_from_portable_files_on_cpu(results, tmp_path, 
     row, = read(results / "imdb_gpu.csv")
     assert row["run"] == "g" and row["gpu"] and float(row["ulmfit_test_acc"]) > 0
     assert float(row["tfidf_test_acc"]) > 0 and float(row["nbsvm_test_acc"]) > 0 and row["target_met"] in ("True", "False")
+
+
+def test_pretraining_ablation_runs_each_source_and_writes_a_row(tmp_path, monkeypatch):
+    """main() end to end with the runs recorded instead of executed: WikiText-2 is pretrained before its source's
+    steps, every step reaches run_step as (stage, name, *overrides) strings, and each source writes one row."""
+    calls = []
+    monkeypatch.setattr(pretraining_ablation, "run_step",
+                        lambda home, stage, name, *overrides, log=None: calls.append((stage, name, *overrides)))
+    metrics = {"valid_perplexity_before": 300.0, "valid_perplexity": 30.0, "train_seconds": 5.0,
+               "test_accuracy": 0.9, "test_error_rate": 0.1, "n_train": 100}
+    monkeypatch.setattr(pretraining_ablation, "entry_metrics", lambda home, stage, name: metrics)
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr("sys.argv", ["pretraining_ablation", "--home", str(tmp_path / "home"), "--tasks", "trec"])
+    pretraining_ablation.main()
+    assert all(isinstance(part, str) for call in calls for part in call)
+    assert [c[:2] for c in calls] == [
+        ("lm_finetune", "pt-none-trec-ft"), ("classify", "pt-none-trec-clas"),
+        ("pretrain", "wt2-cpu-pretrain"), ("lm_finetune", "pt-wikitext2-trec-ft"),
+        ("classify", "pt-wikitext2-trec-clas"), ("lm_finetune", "trec-glm-ft"), ("classify", "trec-glm-clas")]
+    rows = list(csv.DictReader(open(tmp_path / "results" / "pretraining_ablation.csv")))
+    assert [(r["source"], r["test_error_pct"]) for r in rows] == [("none", "10.0"), ("wikitext2", "10.0"),
+                                                                  ("general", "10.0")]
