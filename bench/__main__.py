@@ -1,6 +1,6 @@
 """Run every benchmark and write ``bench/results.md`` (and ``results.json``): ``python -m bench``.
 
-    python -m bench                      # full run on ../shared/data (about 25 min on 2 CPU cores)
+    python -m bench                      # full run on ../shared/data (bench/README.md: how long it took)
     python -m bench --smoke --out DIR    # seconds-scale run on the embedded sample (what CI runs)
     python -m bench --only a,c           # a subset: a+b (LM speed, roofline), c, d, e
     python -m bench --gpu --tokens .gpu/corpora [--profile]   # only the GPU section (bench/gpu.py) -> bench/gpu.md

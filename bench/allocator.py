@@ -1,6 +1,6 @@
 """(f) Resident memory of a CPU training run under glibc malloc vs jemalloc/tcmalloc (``ulmfit.allocator``).
 
-    python -m bench.allocator                    # 200 steps per allocator on WikiText-2 (20.5 min on 2 Zen 3 cores, fp32)
+    python -m bench.allocator                    # 200 steps per allocator on WikiText-2 (bench/README.md: timings)
     python -m bench.allocator --steps 20 --data ulmfit/sample_data --out /tmp/alloc   # a quick smoke run
 
 Each side is the same ``python -m ulmfit stage=pretrain`` (``model=awd_lstm_cpu``, ``train.precision=auto``, bs 64,

@@ -3,7 +3,7 @@ from no pretraining, from a WikiText-2 LM (2M tokens) and from the shipped Wikip
 a 101M-token corpus). Writes experiments/results/pretraining_ablation.{csv,md}.
 
     python -m experiments.pretraining_ablation --home runs/                       # both tasks, every source
-    python -m experiments.pretraining_ablation --home runs/ --tasks trec          # TREC-6 only (~35 min on 2 cores)
+    python -m experiments.pretraining_ablation --home runs/ --tasks trec          # TREC-6 only
 
 Sources (the parent of LM fine-tuning; ``awd_lstm_cpu`` throughout):
 
@@ -17,8 +17,8 @@ Tasks (everything but the parent fixed):
 * ``trec``: experiments.trec_cpu's recipe (experiment=trec_cpu_lm_finetune, then trec_cpu_classify), seed 42; the
   ``general`` run is the one ``python -m experiments.trec_cpu --pretrain general-lm --tag trec-glm`` reports;
 * ``imdb1k``: experiments.imdb_transfer's recipe (experiment=imdb_glm_lm_finetune on IMDB train + unsup, then the
-  classifier on a seeded 1,000 labelled reviews, seed 1); its ``general`` run is imdb_transfer's. The IMDB LM
-  fine-tuning of each source is about an hour on 2 cores.
+  classifier on a seeded 1,000 labelled reviews, seed 1); its ``general`` run is imdb_transfer's. Each source's IMDB LM
+  fine-tuning is the long step (experiments/README.md has the timings).
 
 Resumable: finished entries are reused, and each finished run appends its row at once.
 """

@@ -3,7 +3,7 @@ gradual unfreezing. Writes experiments/results/trec_cpu.{md,csv}.
 
     python -m experiments.trec_cpu --home runs/ --pretrain general-lm --tag trec-glm   # from the shipped LM
     python -m experiments.trec_cpu --home runs/ --pretrain wt2-cpu-e3     # reuse a pretrain entry
-    python -m experiments.trec_cpu --home runs/                          # pretrain on WikiText-2 first (~1 h on 2 cores)
+    python -m experiments.trec_cpu --home runs/                          # pretrain on WikiText-2 first (the longest step)
 
 Recipes: conf/experiment/trec_cpu_{pretrain,lm_finetune,classify}.yaml. The total CPU time
 counts the pretraining too. Each step's time is the wall time of its run here; a step whose entry existed already

@@ -1,7 +1,7 @@
 """Pretraining on the real WikiText-2 with the CPU-sized AWD-LSTM (`experiment=wikitext2_cpu`), plus the
 token-cache timing (cold tokenization vs. a cache hit). Writes experiments/results/wikitext2_cpu.{md,csv}.
 
-    python -m experiments.wikitext2_cpu --home runs/                  # trains (~1.5 h on 2 cores, 3 epochs)
+    python -m experiments.wikitext2_cpu --home runs/                  # trains (3 epochs; timings: experiments/README.md)
     python -m experiments.wikitext2_cpu --home runs/ --entry NAME     # report an entry trained with that recipe
 """
 
