@@ -90,6 +90,9 @@ class Corpus:
     max_tokens: int | None = None
 
 
+WIKI_TOKENS = 5_000_000  # the pretraining subset conf/experiment/imdb_gpu.yaml reads (wiki-gutenberg-5m.tokens)
+
+
 def corpora(shared: Path, wiki_tokens: int) -> list[Corpus]:
     """What the GPU experiment reads (conf/experiment/imdb_gpu.yaml) and tests/gpu_checks.py trains on."""
     return [Corpus("imdb", ("data=imdb", f"data.root={shared / 'imdb'}")),
@@ -248,7 +251,7 @@ def main() -> None:
                     help="ULMFIT_HOME whose token cache holds the corpora (default: $ULMFIT_HOME or .)")
     ap.add_argument("--shared", type=Path, default=SHARED_DATA, help="folder with imdb/, wiki-gutenberg/, wikitext-2/")
     # 5M: the IMDB call carries the working tree (24.6 MiB), the wheels and IMDB (29.1 MiB) beside it, under 64 MiB
-    ap.add_argument("--wiki-tokens", type=int, default=5_000_000, help="pretraining subset of wiki-gutenberg")
+    ap.add_argument("--wiki-tokens", type=int, default=WIKI_TOKENS, help="pretraining subset of wiki-gutenberg")
     ap.add_argument("--limit-mib", type=float, default=60, help="fail when the payload is larger")
     ap.add_argument("--call-mib", type=float, default=64, help="what one call carries, the working tree included")
     ap.add_argument("--no-wheels", action="store_true", help="only the corpora (no network needed)")

@@ -80,11 +80,10 @@ def main() -> None:
         for source in args.sources:
             if finished(task, source):
                 continue
-            if source == "wikitext2":
-                stage, name, overrides = pretrain_step(Path(args.wikitext).resolve())
-                run_step(home, stage, name, *overrides, log=log)
+            # the WikiText-2 source trains its LM first (once: run_step skips an existing entry)
+            first = [pretrain_step(Path(args.wikitext).resolve())] if source == "wikitext2" else []
             steps = plan(task, source, data[task])
-            for stage, name, overrides in steps:
+            for stage, name, overrides in first + steps:
                 run_step(home, stage, name, *overrides, log=log)
             (_, lm, _), (_, clas, _) = steps
             f, c = entry_metrics(home, "lm_finetune", lm), entry_metrics(home, "classify", clas)

@@ -104,7 +104,7 @@ def test_size_check_and_the_calls_plan():
 
 
 def test_the_corpora_are_what_the_gpu_recipe_reads(tmp_path):
-    names = [c.name for c in gp.corpora(tmp_path, 5_000_000)]  # the builder's default
+    names = [c.name for c in gp.corpora(tmp_path, gp.WIKI_TOKENS)]
     assert names == ["imdb", "wiki-gutenberg-5m", "wikitext2"]
     text = (REPO / "conf" / "experiment" / "imdb_gpu.yaml").read_text()
     assert all(f"{n}.tokens" in text for n in names[:2])
