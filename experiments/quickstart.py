@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from experiments.common import append_result, entry_lineage, entry_metrics, hardware, run_ulmfit, stamp
+from ulmfit.report import cpu_bf16
 
 
 def main() -> None:
@@ -28,14 +29,22 @@ def main() -> None:
            "tfidf_test_acc": round(tfidf["test_accuracy"], 4), "n_test": clas["n_test"],
            "precision": entry_lineage(home, "classify", f"{name}-classify")["precision"],
            "lm_finetune_s": round(lm["train_seconds"]), "classify_s": round(clas["train_seconds"]),
-           "wall_min": round(seconds / 60, 2)}
-    print(append_result("quickstart", row, "The quickstart (README command 1), measured", (
-        f"`python -m experiments.quickstart` on {hardware()}.\n"
-        "`experiment=quickstart`: the shipped general-domain LM (`lm_parent`) fine-tuned on the 5,452 embedded "
-        "TREC-6 training questions (10 epochs, bs 32), then the classifier with gradual unfreezing, discriminative "
-        "LRs and STLR (4 final epochs, bs 32); TF-IDF + logistic regression on the same split; test = TREC_10 (500 "
-        "questions). wall_min: the whole `python -m ulmfit` process in an empty ULMFIT_HOME (imports, tokenization, "
-        "training, the three entries), without the pip install.")))
+           "wall_min": round(seconds / 60, 2), "cpu": cpu_bf16()}
+    print(append_result("quickstart", row, TITLE, description()))
+
+
+TITLE = "The quickstart (README command 1), measured"
+
+
+def description() -> str:
+    """The results table's header: the recipe, what the columns mean, and the machine it was last written on."""
+    return (f"`python -m experiments.quickstart`; this header was last written on {hardware()}; `cpu` says which "
+            "kind of CPU each row ran on (with bf16 instructions, train.precision=auto trains in bf16).\n"
+            "`experiment=quickstart`: the shipped general-domain LM (`lm_parent`) fine-tuned on the 5,452 embedded "
+            "TREC-6 training questions (10 epochs, bs 32), then the classifier with gradual unfreezing, discriminative "
+            "LRs and STLR (4 final epochs, bs 32); TF-IDF + logistic regression on the same split; test = TREC_10 (500 "
+            "questions). wall_min: the whole `python -m ulmfit` process in an empty ULMFIT_HOME (imports, tokenization, "
+            "training, the three entries), without the pip install.")
 
 
 if __name__ == "__main__":

@@ -283,6 +283,10 @@ def test_prediction_does_not_depend_on_eval_batch_size():
     small, large = predict_probs(learn, docs, 3, 10), predict_probs(learn, docs, 40, 10)
     assert small.shape == (40, 2)
     np.testing.assert_allclose(small, large, atol=1e-5)
+    # texts within one chunk: batches are padded to their longest row, not to a whole chunk
+    short = Docs(docs.ids[:int(np.minimum(lengths, 10).sum())], np.concatenate([[0], np.cumsum(np.minimum(lengths, 10))]),
+                 ["a"] * 40)
+    np.testing.assert_allclose(predict_probs(learn, short, 3, 10), predict_probs(learn, short, 40, 10), atol=1e-5)
 
 
 def test_classification_batches_are_made_without_worker_processes():
@@ -298,6 +302,20 @@ def test_classification_batches_are_made_without_worker_processes():
     assert multiprocessing.active_children() == []  # no DataLoader worker was started
     assert x.shape[1] % 4 == 0 and y.shape == (2,)
     assert sum(len(b[1]) for b in [(x, y), *batches]) == 6
+
+
+def test_batches_within_one_chunk_are_padded_to_their_longest_text():
+    """Multi-chunk batches are padded to whole chunks (fastai issue #3379); a batch whose texts all fit in one
+    chunk needs only its longest text's length: padding it to the chunk would multiply the LSTM's work."""
+    from ulmfit.data.loaders import clas_loader
+    lengths = np.array([5, 9, 3, 12, 7, 4, 30, 25])
+    docs = Docs(np.arange(2, 2 + lengths.sum()), np.concatenate([[0], np.cumsum(lengths)]), ["a"] * 8)
+    dl = clas_loader(docs, [0, 1] * 4, bs=2, bptt=20, shuffle=False, device=torch.device("cpu"))
+    widths = sorted(x.shape[1] for x, _ in dl)
+    assert widths == [4, 7, 12, 40]  # (4, 3) (7, 5) (12, 9) in one chunk each; (30, 25) in two whole chunks
+    for x, _ in dl:  # every row's text starts at position 0 of a single-chunk batch, padding after it
+        if x.shape[1] <= 20:
+            assert (x[:, 0] != 1).all()
 
 
 def test_default_parent_is_the_latest_fine_tuned_on_the_same_data(chain, tmp_path, mini_imdb, caplog):

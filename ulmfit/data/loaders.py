@@ -111,15 +111,18 @@ def lm_dataloaders(train: TokenStream, valid: TokenStream, vocab: Sequence[str],
 
 
 def pad_to_whole_chunks(samples: list, seq_len: int, pad_idx: int = PAD_ID) -> list:
-    """fastai's ``pad_input_chunk`` with the batch padded to a multiple of ``seq_len``.
+    """fastai's ``pad_input_chunk``, with a batch longer than one chunk padded to a multiple of ``seq_len``.
 
     ``SentenceEncoder`` feeds each ``seq_len`` chunk to the LSTM for the first rows that are not padding at the
     chunk's start, assuming those rows are a prefix of the (length-sorted) batch. ``pad_input_chunk`` pads to the
     longest row only, so a row whose text ended before the last chunk could sit above a shorter row that starts
     there, and the shorter row's text was never encoded (fastai issue #3379). With whole chunks every row's text
-    reaches into the last chunk, the assumption holds, and a prediction no longer depends on its batch."""
+    reaches into the last chunk, the assumption holds, and a prediction no longer depends on its batch.
+    A batch that fits in one chunk is padded to its longest row only: every row starts at position 0, so the
+    problem cannot arise, and padding short texts (questions, titles) to a whole chunk would multiply the LSTM's
+    work by up to ``seq_len`` / their length."""
     longest = max(len(s[0]) for s in samples)
-    pad_len = -(-longest // seq_len) * seq_len
+    pad_len = longest if longest <= seq_len else -(-longest // seq_len) * seq_len
     return [(pad_chunk(s[0], pad_idx=pad_idx, pad_first=True, seq_len=seq_len, pad_len=pad_len), *s[1:])
             for s in samples]
 
@@ -127,7 +130,8 @@ def pad_to_whole_chunks(samples: list, seq_len: int, pad_idx: int = PAD_ID) -> l
 def clas_loader(docs: Docs, targets: Sequence[int], bs: int, bptt: int, shuffle: bool, device: torch.device,
                 backwards: bool = False) -> SortedDL:
     """fastai's ``SortedDL`` (similar lengths batched together) with chunked first padding, as
-    ``TextDataLoaders`` builds for classification (BPT3C), but padded to whole chunks (``pad_to_whole_chunks``).
+    ``TextDataLoaders`` builds for classification (BPT3C), but a batch longer than one chunk is padded to whole
+    chunks (``pad_to_whole_chunks``).
 
     Batches are made in the training process (``num_workers=0``; fastai's default forks one worker per core).
     Padding in-memory tensors costs microseconds, while a forked worker copies the process and, in a
