@@ -336,3 +336,57 @@ def test_pretraining_ablation_runs_each_source_and_writes_a_row(tmp_path, monkey
     rows = list(csv.DictReader(open(tmp_path / "results" / "pretraining_ablation.csv")))
     assert [(r["source"], r["test_error_pct"]) for r in rows] == [("none", "10.0"), ("wikitext2", "10.0"),
                                                                   ("general", "10.0")]
+
+
+def test_trec_ensemble_trains_each_seed_on_one_lm_and_scores_them_together(tmp_path, monkeypatch):
+    """main() with the runs recorded instead of executed: one LM (trec_cpu's), one classifier per seed with only
+    the seed changed (seed 42's is trec_cpu's entry), then stage=evaluate on every member at once, and a row
+    with each member's error and the ensemble's."""
+    from experiments import trec_ensemble
+    trec = tmp_path / "trec"
+    trec.mkdir()
+    (trec / "train_5500.label").write_text("HUM:ind Who was Galileo ?\nLOC:city Where is Aspen ?\n")
+    (trec / "TREC_10.label").write_text("NUM:dist How far is Denver ?\nHUM:desc Who was Newton ?\n")
+    calls, cli = [], []
+    monkeypatch.setattr(trec_ensemble, "run_step",
+                        lambda home, stage, name, *overrides, log=None: calls.append((stage, name, *overrides)))
+
+    def evaluate(*args, home, log=None):
+        cli.append(args)
+        out = Path(dict(a.split("=", 1) for a in args)["stage.output"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text('{"accuracy": 0.96, "error_rate": 0.04, "n": 2}')
+        return 3.0
+    monkeypatch.setattr(trec_ensemble, "run_ulmfit", evaluate)
+    errors = {"trec-glm-clas": 0.06, "trec-glm-clas-s43": 0.05, "trec-glm-clas-s44": 0.07}
+    monkeypatch.setattr(trec_ensemble, "entry_metrics",
+                        lambda home, stage, name: {"test_error_rate": errors[name], "train_seconds": 10.0})
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr("sys.argv", ["trec_ensemble", "--home", str(tmp_path / "home"), "--trec", str(trec)])
+    trec_ensemble.main()
+
+    lm, *members = calls
+    (_, _, _), (lm_stage, lm_name, lm_over), (clas_stage, clas_name, clas_over) = trec_cpu.plan(
+        "trec-glm", "general-lm", trec, Path("."), 42)
+    assert lm == (lm_stage, lm_name, *lm_over) and lm_name == "trec-glm-ft"
+    assert [m[1] for m in members] == list(errors)
+    assert set(members[0]) == {clas_stage, clas_name, *clas_over}
+    for (_, _, *first), (_, _, *other) in zip(members, members[1:]):
+        assert {o for o in first if not o.startswith("seed=")} == {o for o in other if not o.startswith("seed=")}
+    assert [[o for o in m if o.startswith("seed=")] for m in members] == [["seed=42"], ["seed=43"], ["seed=44"]]
+    args = dict(a.split("=", 1) for a in cli[0])
+    assert args["stage"] == "evaluate" and args["stage.models"] == f"[{','.join(errors)}]"
+    test = read(Path(args["stage.input"]))
+    assert [(r["text"], r["label"]) for r in test] == [("How far is Denver ?", "NUM"), ("Who was Newton ?", "HUM")]
+    row, = read(tmp_path / "results" / "trec_ensemble.csv")
+    assert (row["member_errors_pct"], row["mean_member_error_pct"], row["ensemble_error_pct"]) == \
+        ("6.0 5.0 7.0", "6.0", "4.0")
+    assert row["classify_s_total"] == "30" and row["n_test"] == "2"
+
+
+def test_trec_ensemble_needs_two_members(monkeypatch, capsys):
+    from experiments import trec_ensemble
+    monkeypatch.setattr("sys.argv", ["trec_ensemble", "--seeds", "42", "42"])
+    with pytest.raises(SystemExit) as exit_:
+        trec_ensemble.main()
+    assert exit_.value.code == 2 and "at least two different --seeds" in capsys.readouterr().err
