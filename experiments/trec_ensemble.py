@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument("--trec", default=str(SHARED_DATA / "trec"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="classifier seeds (the members)")
     args = ap.parse_args()
-    if len(set(args.seeds)) < 2:
-        ap.error("an ensemble needs at least two different --seeds")
+    if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
+        ap.error("an ensemble needs at least two --seeds, each given once")
     home, trec = args.home.resolve(), Path(args.trec).resolve()
     home.mkdir(parents=True, exist_ok=True)
     log = home / "trec_ensemble.log"

@@ -387,9 +387,10 @@ def test_trec_ensemble_trains_each_seed_on_one_lm_and_scores_them_together(tmp_p
     assert row["classify_s_total"] == "30" and row["n_test"] == "2"
 
 
-def test_trec_ensemble_needs_two_members(monkeypatch, capsys):
+def test_trec_ensemble_needs_two_distinct_members(monkeypatch, capsys):
     from experiments import trec_ensemble
-    monkeypatch.setattr("sys.argv", ["trec_ensemble", "--seeds", "42", "42"])
-    with pytest.raises(SystemExit) as exit_:
-        trec_ensemble.main()
-    assert exit_.value.code == 2 and "at least two different --seeds" in capsys.readouterr().err
+    for seeds in (["42"], ["42", "43", "42"]):
+        monkeypatch.setattr("sys.argv", ["trec_ensemble", "--seeds", *seeds])
+        with pytest.raises(SystemExit) as exit_:
+            trec_ensemble.main()
+        assert exit_.value.code == 2 and "at least two --seeds, each given once" in capsys.readouterr().err
