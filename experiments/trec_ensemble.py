@@ -51,12 +51,12 @@ def main() -> None:
     home.mkdir(parents=True, exist_ok=True)
     log = home / "trec_ensemble.log"
 
-    (_, (lm_stage, lm, lm_over), (_, _, clas_over)) = plan(TAG, PRETRAIN, trec, Path("."), 42)
+    _, (lm_stage, lm, lm_over), _ = plan(TAG, PRETRAIN, trec, Path("."), 42)  # the LM of trec_cpu's seed
     run_step(home, lm_stage, lm, *lm_over, log=log)
     members = [member(s) for s in args.seeds]
-    for seed, name in zip(args.seeds, members):
-        run_step(home, "classify", name, *[o for o in clas_over if not o.startswith("seed=")], f"seed={seed}",
-                 log=log)
+    for seed, name in zip(args.seeds, members):  # trec_cpu's classifier step at this seed, under its own name
+        clas_stage, _, clas_over = plan(TAG, PRETRAIN, trec, Path("."), seed)[2]
+        run_step(home, clas_stage, name, *clas_over, log=log)
 
     test_csv = write_test_csv(trec, home / "trec_test.csv")
     out = home / "evaluations" / f"trec-ensemble-{'-'.join(map(str, args.seeds))}.json"
