@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import random
-import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from safetensors.torch import load_file, save_file, save_model
 
 from ulmfit.distributed import unwrap
 from ulmfit.errors import UsageError
+from ulmfit.files import atomic_path
 
 log = logging.getLogger(__name__)
 PREFIX = ".resume-"
@@ -158,9 +158,7 @@ class RunCheckpoint:
         that epoch needs: its document order, the hidden state, the schedule's position."""
         self.saved_epochs += 1
         final = self.dir / f"epoch-{self.saved_epochs:04d}"
-        tmp = self.dir / f".tmp-{secrets.token_hex(4)}"
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_path(final, directory=True) as tmp:
             save_model(unwrap(learn.model), str(tmp / "model.safetensors"))
             opt_tensors, opt_state = _optimizer_state(learn.opt)
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
@@ -178,10 +176,6 @@ class RunCheckpoint:
                      "curves": _curve_state(learn), "config": self.config, "resumed": self.resumed,
                      "position": position}
             (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         for old in self.dir.glob("epoch-*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)

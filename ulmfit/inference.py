@@ -7,11 +7,10 @@ averaged, as the paper does for its fwd+bwd results. Each model reads the texts 
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -122,15 +121,3 @@ def predict_inputs(cfg: Any, label_col: str | None = None) -> tuple[pd.DataFrame
     probs = ensemble_probs(models, inputs["text"].tolist(), TokenizerSettings.from_config(cfg.tokenizer), cfg.stage.bs)
     return inputs, models, probs, time.perf_counter() - t0
 
-
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` then rename onto ``path``: a crash never leaves half a file."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import time
 import zipfile
 from pathlib import Path
@@ -40,6 +39,7 @@ from ulmfit.data.readers import READERS
 from ulmfit.data.streams import TokenStream, within_budget
 from ulmfit.data.tokens import COUNT_CHUNK, Docs, TokenizedCorpus, open_cached, save_cached
 from ulmfit.errors import UsageError
+from ulmfit.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +138,7 @@ def export_corpus(corpus: TokenizedCorpus, output: str | os.PathLike, parts: Seq
     order, stored = _frequency_order(selected, len(corpus.tokens))
     sizes: dict[str, dict[str, int]] = {}
     path = Path(output).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
-    try:
+    with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_LZMA) as zf:
             _write_json(zf, "tokens.json", [corpus.tokens[i] for i in order])
             for name, docs in selected.items():
@@ -159,9 +157,6 @@ def export_corpus(corpus: TokenizedCorpus, output: str | os.PathLike, parts: Seq
                       "tokens": len(order), "ids": {"dtype": "uint16", "escape": ESCAPE, "order": "frequency"},
                       "subset": subset, "meta": meta}
             _write_json(zf, HEADER, header)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     log.info("Exported %s (%d tokens, %.1f MB) to %s in %.1fs", fingerprint,
              sum(s["tokens"] for s in sizes.values()), path.stat().st_size / 1e6, path, time.perf_counter() - t0)
     return header

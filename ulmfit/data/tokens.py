@@ -23,8 +23,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import secrets
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +36,7 @@ from fastai.text.data import make_vocab
 from ulmfit.data.readers import CsvReader
 from ulmfit.data.tokenizer import TokenIds, counts_of, tokenize_ids
 from ulmfit.errors import UsageError
+from ulmfit.files import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -170,11 +169,7 @@ def file_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str, Any]]:
@@ -238,23 +233,13 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
 
 def save_cached(path: Path, tokens: list[str], parts: dict[str, Docs], meta: dict[str, Any]) -> None:
     """Write a tokenized corpus as a cache directory (atomically; a concurrent writer's copy wins)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
+    with atomic_path(path, directory=True, exists="keep") as tmp:  # a concurrent job's copy (a sweep's) is kept
         (tmp / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
         for name, docs in parts.items():
             np.save(tmp / f"{name}.ids.npy", docs.ids)
             np.save(tmp / f"{name}.offsets.npy", docs.offsets)
             (tmp / f"{name}.labels.json").write_text(json.dumps(docs.labels, ensure_ascii=False), encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        try:
-            os.rename(tmp, path)
-        except OSError:  # a concurrent job (e.g. a sweep) cached the same corpus first: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def open_cached(path: Path) -> TokenizedCorpus:

@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ulmfit.evaluation import classification_metrics
-from ulmfit.inference import default_output, predict_inputs, write_atomic
+from ulmfit.files import write_atomic
+from ulmfit.inference import default_output, predict_inputs
 from ulmfit.report import print_table
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from ulmfit.data import TokenStream, load_corpus
 from ulmfit.data.loaders import lm_loader
 from ulmfit.errors import UsageError
-from ulmfit.inference import write_atomic
+from ulmfit.files import write_atomic
 from ulmfit.report import print_table
 from ulmfit.store import Store
 from ulmfit.training import lm_eval, lm_learner, resolve_hardware

@@ -13,7 +13,8 @@ from __future__ import annotations
 import pandas as pd
 from omegaconf import DictConfig
 
-from ulmfit.inference import default_output, predict_inputs, write_atomic
+from ulmfit.files import write_atomic
+from ulmfit.inference import default_output, predict_inputs
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:
