@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import TINY, imdb_csv, run_cli
 from ulmfit.precision import cpu_runs_bf16
 from ulmfit.stages import get_stage
+from ulmfit.store.manifest import write_manifest
 
 
 def _snapshot(root: Path) -> dict[str, int]:
@@ -69,8 +70,17 @@ CASES = {
     "missing required value": (lambda h, m: ["stage=predict"], "stage.input", 2),
     "store entry does not exist": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=nope"],
                                    "No store entry 'pretrain/nope'", 2),
+    # a parent whose files changed since it was written (its manifest.json): one line naming entry and file
     "truncated weights": (lambda h, m: [_truncate(h / "store/pretrain/pre/model.safetensors"), "stage=lm_finetune",
-                                        *imdb_csv(m), "stage.parent=pre"][1:], "truncated or corrupted", 2),
+                                        *imdb_csv(m), "stage.parent=pre"][1:],
+                          "Store entry pretrain/pre is damaged: model.safetensors is truncated", 2),
+    "flipped byte in the weights": (lambda h, m: [_flip_byte(h / "store/pretrain/pre/model.safetensors"),
+                                                  "stage=lm_finetune", *imdb_csv(m), "stage.parent=pre"][1:],
+                                    "Store entry pretrain/pre is damaged: model.safetensors does not match", 2),
+    "flipped byte in a classifier": (lambda h, m: [_flip_byte(h / "store/classify/clas/model.safetensors"),
+                                                   "stage=predict", f"stage.input={m / 'test.csv'}",
+                                                   "stage.models=[clas]"][1:],
+                                     "Store entry classify/clas is damaged: model.safetensors does not match", 2),
     "architecture mismatch": (lambda h, m: [_edit_model_json(h / "store/pretrain/pre/model.json"), "stage=lm_finetune",
                                             *imdb_csv(m), "stage.parent=pre"][1:], "do not match the model", 2),
     "vocab-size mismatch": (lambda h, m: [_drop_vocab(h / "store/pretrain/pre/vocab.json"), "stage=lm_finetune",
@@ -104,15 +114,26 @@ def _truncate(path: Path) -> str:
     return ""
 
 
+def _flip_byte(path: Path) -> str:
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01  # inside the last tensor: the file still parses
+    path.write_bytes(bytes(data))
+    return ""
+
+
+# The next two edit an entry consistently (its manifest re-recorded), as a buggy writer could have written it:
+# the checks behind the manifest's still refuse it.
 def _edit_model_json(path: Path) -> str:
     info = json.loads(path.read_text())
     info["config"]["n_hid"] += 8
     path.write_text(json.dumps(info))
+    write_manifest(path.parent)
     return ""
 
 
 def _drop_vocab(path: Path) -> str:
     path.write_text(json.dumps(json.loads(path.read_text())[:-5]))
+    write_manifest(path.parent)
     return ""
 
 
@@ -132,6 +153,8 @@ def test_bad_input_gets_one_clear_message(case, home, mini_imdb, mini_wikitext, 
     if code == 2:  # Hydra words its own messages for bad overrides; ours start with "ulmfit: error:"
         assert "Traceback" not in out.stderr
         assert case in HYDRA_REPORTS or out.stderr.strip().startswith("ulmfit: error:")
+    if "damaged" in fragment:  # one line, nothing else (no warning, no traceback)
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     print(f"\n{case} -> exit {out.returncode}: {out.stderr.strip().splitlines()[-1]}")  # for the record (-s)
     after = _snapshot(home)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing changed or lost

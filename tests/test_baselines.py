@@ -26,7 +26,7 @@ def test_baseline_stage_on_imdb_slice(stage, tmp_path, mini_imdb):
     assert m["n_train"] == 100 and m["test_confusion_matrix"]["labels"] == ["neg", "pos"]
     assert 0.5 < m["test_accuracy"] <= 1.0  # 100 reviews already beat chance
     assert entry.lineage["data"]["n_train"] == 100 and {p.name for p in entry.path.iterdir()} == {
-        "metrics.json", "config.yaml", "lineage.json"}
+        "metrics.json", "config.yaml", "lineage.json", "manifest.json"}
 
 
 def test_baselines_and_classify_share_the_split(tmp_path, mini_imdb):

@@ -38,7 +38,8 @@ def test_entry_is_complete(tiny_entry):
     entry, root = tiny_entry
     files = {p.name for p in entry.path.iterdir()}
     assert files == {"model.safetensors", "vocab.json", "model.json", "metrics.json", "curves.json",
-                     "config.yaml", "lineage.json"}
+                     "config.yaml", "lineage.json", "manifest.json"}
+    assert set(json.loads((entry.path / "manifest.json").read_text())["files"]) == files - {"manifest.json"}
     lineage = json.loads((entry.path / "lineage.json").read_text())
     assert lineage["parent"] is None and len(lineage["data"]["fingerprint"]) == 24
     assert {"ulmfit", "torch", "fastai", "git_commit", "malloc"} <= set(lineage["environment"])

@@ -11,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
+import ulmfit
 from tests.conftest import TINY, imdb_csv
 from ulmfit import shipped
 from ulmfit.config import CONF_DIR
@@ -46,11 +47,14 @@ def test_export_writes_an_fp16_entry_with_provenance(exported):
     assert lineage["shipped"]["weights_bytes"] == (out / "model.safetensors").stat().st_size
     assert json.loads((out / "metrics.json").read_text()) == entry.metrics
     assert not (out / "encoder.safetensors").exists()
+    manifest = json.loads((out / "manifest.json").read_text())["files"]  # checked like any entry's
+    assert manifest["model.safetensors"]["sha256"] == lineage["shipped"]["weights_sha256"]
+    assert Store(out.parents[1], shipped=out.parent).get("pretrain", "general-lm").problems() == []
 
 
 def test_a_store_without_pretrain_entries_fine_tunes_from_the_shipped_lm(exported, tmp_path, mini_imdb, monkeypatch):
     out, entry = exported
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", out.parent)
+    monkeypatch.setattr(ulmfit, "SHIPPED_DIR", out.parent)
     store = Store(tmp_path / "store")
     assert [e.ref for e in store.entries("pretrain")] == ["pretrain/general-lm"]
     assert store.latest("pretrain").path == out and store.get("pretrain", "general-lm").path == out
@@ -84,7 +88,7 @@ def test_perplexity_stage_scores_an_lm_entry_on_any_corpus(exported, mini_wikite
 def test_the_shipped_lm_fine_tunes_and_classifies_your_csv_in_an_empty_store(tmp_path, mini_imdb):
     """What a new user runs: stage=lm_finetune then stage=classify on a CSV, with no pretrain entry anywhere: the
     package's own LM (ulmfit/pretrained/general-lm) is the parent, and its files are consistent."""
-    shipped_entry = shipped.SHIPPED_DIR / "general-lm"
+    shipped_entry = shipped.shipped_dir() / "general-lm"
     assert (shipped_entry / "lineage.json").is_file(), "the package ships its general-domain LM"
     assert (shipped_entry / "model.safetensors").stat().st_size < 25 * 2**20
     lineage = json.loads((shipped_entry / "lineage.json").read_text())

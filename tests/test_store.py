@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 
 import pytest
 import torch
 
+import ulmfit
 from ulmfit import UsageError
 from ulmfit.models import build_language_model, model_info
 from ulmfit.store import Store, lineage_chain
+from ulmfit.store.cli import main as store_cli
 
 TINY_MODEL = {"arch": "awd_lstm", "emb_sz": 8, "n_hid": 12, "n_layers": 2, "output_p": 0.1, "hidden_p": 0.1,
               "input_p": 0.1, "embed_p": 0.0, "weight_p": 0.1, "tie_weights": True, "out_bias": True}
@@ -18,8 +22,7 @@ TINY_MODEL = {"arch": "awd_lstm", "emb_sz": 8, "n_hid": 12, "n_layers": 2, "outp
 @pytest.fixture(autouse=True)
 def no_shipped_lm(tmp_path, monkeypatch):
     """These tests count a store's own entries: hide the package's shipped LM (tests/test_shipped.py covers it)."""
-    from ulmfit import shipped
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "no-shipped-lm")
+    monkeypatch.setattr(ulmfit, "SHIPPED_DIR", tmp_path / "no-shipped-lm")
 
 
 def _write(store, stage, name, parent=None):
@@ -96,15 +99,114 @@ def test_weights_round_trip_with_tied_embeddings(tmp_path):
     assert json.loads((entry.path / "model.json").read_text())["vocab_size"] == 16
 
 
-def test_corrupted_weights_file(tmp_path):
-    store = Store(tmp_path)
-    with store.create("pretrain", "w", {"parent": None}) as w:
-        w.save_model(build_language_model(model_info(TINY_MODEL, 16, 1.0)))
-    entry = store.get("pretrain", "w")
-    data = (entry.path / "model.safetensors").read_bytes()
-    (entry.path / "model.safetensors").write_bytes(data[: len(data) // 2])
+def _lm_entry(store, name="w"):
+    info = model_info(TINY_MODEL, 16, 1.0)
+    with store.create("pretrain", name, {"parent": None}) as w:
+        w.save_model(build_language_model(info))
+        w.save_json("model.json", info)
+        w.save_json("vocab.json", [f"t{i}" for i in range(16)])
+    return store.get("pretrain", name)
+
+
+def _flip_byte(path, offset=-100):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01  # inside the last tensor's data: safetensors itself reads it without complaint
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _one_line_naming(e, entry, filename):
+    message = str(e.value)
+    assert "\n" not in message and entry.ref in message and filename in message, message
+    return message
+
+
+def test_every_file_is_recorded_with_its_sha256(tmp_path):
+    entry = _lm_entry(Store(tmp_path))
+    manifest = json.loads((entry.path / "manifest.json").read_text())
+    files = {p.name for p in entry.path.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == files == {"model.safetensors", "model.json", "vocab.json", "lineage.json"}
+    for name, rec in manifest["files"].items():
+        data = (entry.path / name).read_bytes()
+        assert rec == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert entry.problems() == []
+
+
+def test_a_flipped_byte_in_the_weights_is_refused(tmp_path):
+    """The case that once trained silently on corrupted weights: the file still parses, its bytes differ."""
+    entry = _lm_entry(Store(tmp_path))
+    _flip_byte(entry.path / "model.safetensors")
+    with pytest.raises(UsageError) as e:
+        entry.load_weights(build_language_model(entry.model_info))
+    assert "does not match the sha256" in _one_line_naming(e, entry, "model.safetensors")
+    with pytest.raises(UsageError, match="model.safetensors does not match"):
+        entry.state_dict()
+    assert entry.model_info["vocab_size"] == 16  # the other files still read
+
+
+@pytest.mark.parametrize("damage, expected", [(_truncate, "is truncated"), (lambda p: p.unlink(), "is missing")])
+def test_a_truncated_or_missing_file_is_refused(tmp_path, damage, expected):
+    entry = _lm_entry(Store(tmp_path))
+    damage(entry.path / "model.safetensors")
+    with pytest.raises(UsageError) as e:
+        entry.state_dict()
+    assert expected in _one_line_naming(e, entry, "model.safetensors")
+    vocab = entry.path / "vocab.json"
+    vocab.write_text(vocab.read_text().replace("t1", "t7"))  # still valid JSON of the right length
+    with pytest.raises(UsageError, match="vocab.json does not match"):
+        entry.vocab
+
+
+def test_an_entry_written_before_manifests_loads_unverified(tmp_path, caplog):
+    entry = _lm_entry(Store(tmp_path))
+    (entry.path / "manifest.json").unlink()
+    model = build_language_model(entry.model_info)
+    with caplog.at_level("WARNING", logger="ulmfit.store"):
+        entry.load_weights(model)
+    assert "loaded unverified" in caplog.text and entry.problems() is None
+    _truncate(entry.path / "model.safetensors")  # the reader's own checks still apply
     with pytest.raises(UsageError, match="truncated or corrupted"):
         entry.state_dict()
+
+
+def test_the_shipped_lm_is_checked_against_the_checksum_in_its_lineage(tmp_path):
+    """ulmfit/pretrained/general-lm predates manifests; its lineage records the weights' sha256 and size."""
+    shipped = tmp_path / "pretrained"
+    shutil.copytree(ulmfit.PACKAGE_DIR / "pretrained" / "general-lm", shipped / "general-lm")
+    store = Store(tmp_path / "store", shipped=shipped)
+    entry = store.get("pretrain", "general-lm")
+    assert entry.problems() == [] and entry.record()[1] is False  # the weights only
+    assert entry.state_dict()["0.encoder.weight"].dtype == torch.float32
+    _flip_byte(entry.path / "model.safetensors", offset=len(entry.path.joinpath("model.safetensors").read_bytes()) // 2)
+    with pytest.raises(UsageError, match="Reinstall the ulmfit package") as e:
+        entry.state_dict()
+    _one_line_naming(e, entry, "model.safetensors")
+
+
+def test_verify_reports_every_damaged_file_of_a_store(tmp_path, capsys):
+    store = Store(tmp_path)
+    for name in ("flipped", "truncated", "fine", "old"):
+        _lm_entry(store, name)
+    assert store_cli(["--root", str(tmp_path), "--verify"]) == 0  # untouched
+    assert "4 entries" in capsys.readouterr().out
+    _flip_byte(tmp_path / "pretrain" / "flipped" / "model.safetensors")
+    _truncate(tmp_path / "pretrain" / "truncated" / "model.safetensors")
+    (tmp_path / "pretrain" / "truncated" / "metrics.json").write_text("{}")  # added after it was written
+    (tmp_path / "pretrain" / "old" / "manifest.json").unlink()
+    assert store_cli(["--root", str(tmp_path), "--verify"]) == 2
+    out = capsys.readouterr().out.splitlines()
+    damaged = [line for line in out if line.startswith("DAMAGED")]
+    assert len(damaged) == 3, out
+    assert "pretrain/flipped: model.safetensors does not match the sha256" in damaged[0]
+    assert "pretrain/truncated: metrics.json is not in its manifest.json" in damaged[1]
+    assert "pretrain/truncated: model.safetensors is truncated" in damaged[2]
+    assert any(line.startswith("UNVERIFIED pretrain/old") for line in out)
+    assert out[-1].startswith(f"4 entries in {tmp_path}: 1 as written, 2 damaged, 1 unverified.")
+    assert store_cli(["--root", str(tmp_path), "--verify", "lm_finetune"]) == 0  # no entry of that stage
 
 
 def test_lineage_records_the_environment(tmp_path):

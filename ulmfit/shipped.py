@@ -12,53 +12,45 @@ the shipped one was made; ``python -m experiments.general_lm --ship`` runs it).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
-from ulmfit import PACKAGE_DIR
+import ulmfit
+from ulmfit.files import atomic_path, sha256_file
+from ulmfit.store import LINEAGE, SHIPPED_STAGE as STAGE, WEIGHTS, Entry
+from ulmfit.store.manifest import write_manifest
 
-SHIPPED_DIR = PACKAGE_DIR / "pretrained"
-STAGE = "pretrain"
 COPIED = ("vocab.json", "model.json", "config.yaml", "metrics.json")
 
 
 def shipped_dir() -> Path:
-    """Where shipped entries live (a function, so tests can point it elsewhere)."""
-    return SHIPPED_DIR
+    """Where shipped entries live: ``ulmfit.SHIPPED_DIR``, read when called (tests point it elsewhere)."""
+    return ulmfit.SHIPPED_DIR
 
 
 def export(entry_path: Path, name: str, dest: Path | None = None) -> Path:
     """Write the pretrain entry at ``entry_path`` as shipped entry ``name``: floating-point weights in fp16,
-    the entry's files, and its lineage with what was exported from where. Returns the new entry's folder."""
-    from ulmfit.store import LINEAGE, WEIGHTS, Entry
+    the entry's files (checked against its manifest), its lineage with what was exported from where, and a
+    manifest of the new files. Returns the new entry's folder (an older one of that name is replaced)."""
     entry = Entry(STAGE, entry_path.name, entry_path)
     out = (dest or shipped_dir()) / name
-    tmp = out.parent / f".tmp-{name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in entry.state_dict().items()}
-    save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
-    for f in COPIED:
-        shutil.copy2(entry_path / f, tmp / f)
-    lineage = entry.lineage
-    lineage["shipped"] = {"from": entry.ref, "name": name, "dtype": "float16",
-                          "weights_sha256": hashlib.sha256((tmp / WEIGHTS).read_bytes()).hexdigest(),
-                          "weights_bytes": (tmp / WEIGHTS).stat().st_size}
-    (tmp / LINEAGE).write_text(json.dumps(lineage, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_path(out, directory=True) as tmp:
+        weights = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in entry.state_dict().items()}
+        save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        for f in COPIED:
+            entry.verify(f)
+            shutil.copy2(entry_path / f, tmp / f)
+        lineage = entry.lineage
+        lineage["shipped"] = {"from": entry.ref, "name": name, "dtype": "float16",
+                              "weights_sha256": sha256_file(tmp / WEIGHTS),
+                              "weights_bytes": (tmp / WEIGHTS).stat().st_size}
+        (tmp / LINEAGE).write_text(json.dumps(lineage, indent=2) + "\n", encoding="utf-8")
+        write_manifest(tmp)
     return out
-
-
-def as_fp32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Shipped fp16 weights back to the fp32 every model trains in."""
-    return {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("entry", type=Path, help="the folder of a pretrain entry (e.g. store/pretrain/<run>)")
     ap.add_argument("--name", required=True, help="the shipped entry's name (stage.parent=<name>)")
-    ap.add_argument("--dest", type=Path, default=None, help=f"default: {SHIPPED_DIR}")
+    ap.add_argument("--dest", type=Path, default=None, help=f"default: {ulmfit.SHIPPED_DIR}")
     args = ap.parse_args(argv)
     out = export(args.entry, args.name, args.dest)
     print(f"{out}: {sum(p.stat().st_size for p in out.iterdir()) / 2**20:.1f} MB")

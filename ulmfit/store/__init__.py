@@ -7,23 +7,29 @@ One entry per run at ``<root>/<stage>/<run-name>/``::
     model.json          what to rebuild: architecture, its config, vocab size, direction
     config.yaml         the fully resolved Hydra config of the run
     metrics.json        final (and per-epoch) metrics
-    lineage.json        parent entry, data fingerprint, versions, git commit; written last
+    lineage.json        parent entry, data fingerprint, versions, git commit; its presence marks a complete entry
+    manifest.json       size and sha256 of each file above, written last (``ulmfit.store.manifest``)
 
 Entries are written into a hidden temporary directory and renamed into place only when complete, so a
-crash never leaves an entry that a later stage would load. ``python -m ulmfit.store`` lists entries.
+crash never leaves an entry that a later stage would load. Reading a file of an entry checks it against the
+manifest first: a changed, truncated or missing file stops the run with one line naming the entry and the file.
+Entries written before manifests load unchecked (with a warning when their weights are loaded).
+
+A store also shows the LMs shipped inside the package (``ulmfit.SHIPPED_DIR``, or the folder given as
+``Store(root, shipped=...)``) as read-only ``pretrain`` entries. ``python -m ulmfit.store`` lists entries,
+compares them and verifies a whole store (``ulmfit/store/cli.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 import secrets
-import shutil
-import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,13 +38,23 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_model
 
+import ulmfit
 from ulmfit.environment import environment_info
 from ulmfit.errors import UsageError
-from ulmfit.shipped import STAGE as SHIPPED_STAGE, as_fp32, shipped_dir
+from ulmfit.files import atomic_path
+from ulmfit.store.manifest import MANIFEST, Record, file_problem, folder_problems, read_manifest, write_manifest
 
+log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
-LINEAGE = "lineage.json"  # written last: its presence marks a complete entry
+LINEAGE = "lineage.json"  # its presence marks a complete entry
+SHIPPED_STAGE = "pretrain"  # the stage the package's shipped LMs appear under
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,+-]*$")
+_warned_unverified: set[Path] = set()
+
+
+def as_fp32(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fp16 weights (a shipped entry's) back to the fp32 every model trains in."""
+    return {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
 
 
 def new_run_name() -> str:
@@ -53,12 +69,56 @@ class Entry:
     stage: str
     name: str
     path: Path
+    shipped: bool = field(default=False, compare=False)  # inside the package: reinstalled, not re-run
 
     @property
     def ref(self) -> str:
         return f"{self.stage}/{self.name}"
 
+    # ---- integrity -----------------------------------------------------------------------------
+    def record(self) -> tuple[Record | None, bool]:
+        """(size and sha256 of the files as written, whether that covers every file). From ``manifest.json``;
+        an entry written before manifests has none, except a shipped LM's weights (its lineage's checksum)."""
+        try:
+            files = read_manifest(self.path)
+        except ValueError as e:
+            raise UsageError(self._damaged(MANIFEST, f"is unreadable ({str(e)[:80]})")) from None
+        if files is not None:
+            return files, True
+        try:
+            shipped = json.loads((self.path / LINEAGE).read_text(encoding="utf-8")).get("shipped") or {}
+        except (OSError, ValueError):
+            shipped = {}
+        if shipped.get("weights_sha256") and shipped.get("weights_bytes"):
+            return {WEIGHTS: {"bytes": shipped["weights_bytes"], "sha256": shipped["weights_sha256"]}}, False
+        return None, False
+
+    def verify(self, filename: str) -> None:
+        """Stop (UsageError, one line naming the entry and the file) when ``filename`` is not as written."""
+        record, complete = self.record()
+        if record is None or (filename not in record and not complete):
+            if filename.endswith(".safetensors") and self.path not in _warned_unverified:
+                _warned_unverified.add(self.path)
+                log.warning("%s has no %s (written before entries recorded checksums): its weights are loaded "
+                            "unverified.", self.ref, MANIFEST)
+            return
+        problem = file_problem(self.path, filename, record.get(filename))
+        if problem:
+            raise UsageError(self._damaged(filename, problem))
+
+    def problems(self) -> list[tuple[str, str]] | None:
+        """Every (file, what is wrong with it): [] when all files are as written, None when none was recorded."""
+        record, complete = self.record()
+        return None if record is None else folder_problems(self.path, record, complete)
+
+    def _damaged(self, filename: str, problem: str) -> str:
+        fix = (f"Reinstall the ulmfit package to restore it ({self.path})." if self.shipped else
+               f"Delete {self.path} and re-run stage={self.stage} run_name={self.name} to recreate it.")
+        return f"Store entry {self.ref} is damaged: {filename} {problem}. {fix}"
+
+    # ---- reading -------------------------------------------------------------------------------
     def read_json(self, filename: str) -> Any:
+        self.verify(filename)
         try:
             return json.loads((self.path / filename).read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -95,10 +155,12 @@ class Entry:
         return self.lineage["created"]
 
     def config(self) -> DictConfig:
+        self.verify("config.yaml")
         return OmegaConf.load(self.path / "config.yaml")
 
     def state_dict(self, filename: str = WEIGHTS) -> dict[str, torch.Tensor]:
         """Raw tensors (tied/shared tensors appear once, under one of their names)."""
+        self.verify(filename)
         try:
             return as_fp32(load_file(self.path / filename))  # a shipped entry stores fp16
         except Exception as e:  # safetensors raises several types for truncated/corrupt files
@@ -107,6 +169,7 @@ class Entry:
 
     def load_weights(self, model: torch.nn.Module, filename: str = WEIGHTS, strict: bool = True) -> None:
         """Load weights into ``model`` (handles the tied embedding/decoder weights)."""
+        self.verify(filename)
         path = self.path / filename
         try:
             with safe_open(path, "pt"):  # reads and validates the header only
@@ -128,7 +191,8 @@ class Entry:
 
 
 class EntryWriter:
-    """Writes the files of one entry into its temporary directory."""
+    """Writes the files of one entry into its temporary directory (``Store.create`` records them in the entry's
+    manifest when the entry is complete)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -145,32 +209,44 @@ class EntryWriter:
 
 
 class Store:
-    """A directory of entries, one sub-directory per stage."""
+    """A directory of entries, one sub-directory per stage, plus the read-only ``pretrain`` entries of the
+    ``shipped`` folder (default ``ulmfit.SHIPPED_DIR``, the LMs shipped inside the package)."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, shipped: str | os.PathLike | None = None):
         self.root = Path(root).expanduser()
+        self.shipped = Path(shipped).expanduser() if shipped is not None else ulmfit.SHIPPED_DIR
 
     # ---- reading -------------------------------------------------------------------------------
-    def entries(self, stage: str | None = None) -> list[Entry]:
-        """Complete entries, oldest first (by creation time recorded in their lineage)."""
+    def _found(self, stage: str | None = None) -> list[Entry]:
+        """Complete entries (a lineage.json, not hidden), without reading any of their files."""
         stages = [stage] if stage else sorted({p.name for p in self.root.glob("*") if p.is_dir()} | {SHIPPED_STAGE})
         found = {}
         for st in stages:
-            # the package's shipped LMs first, so a local entry of the same name replaces one
-            folders = [shipped_dir(), self.root / st] if st == SHIPPED_STAGE else [self.root / st]
-            for folder in folders:
+            # the shipped LMs first, so a local entry of the same name replaces one
+            folders = [(self.root / st, False)]
+            if st == SHIPPED_STAGE:
+                folders.insert(0, (self.shipped, True))
+            for folder, shipped in folders:
                 for p in folder.glob("*"):
                     if p.is_dir() and not p.name.startswith(".") and (p / LINEAGE).is_file():
-                        found[st, p.name] = Entry(st, p.name, p)
-        return sorted(found.values(), key=lambda e: (e.created, e.name))
+                        found[st, p.name] = Entry(st, p.name, p, shipped)
+        return list(found.values())
+
+    def entries(self, stage: str | None = None) -> list[Entry]:
+        """Complete entries, oldest first (by creation time recorded in their lineage)."""
+        return sorted(self._found(stage), key=lambda e: (e.created, e.name))
+
+    def verify(self) -> list[tuple[Entry, list[tuple[str, str]] | None]]:
+        """Every entry (by stage and name) with its damaged files (``Entry.problems``; None: nothing recorded)."""
+        return [(e, e.problems()) for e in sorted(self._found(), key=lambda e: (e.stage, e.name))]
 
     def has(self, stage: str, name: str) -> bool:
         """Is there a complete entry ``stage/name``?"""
         return (self.root / stage / name / LINEAGE).is_file()
 
     def get(self, stage: str, name: str) -> Entry:
-        if stage == SHIPPED_STAGE and not self.has(stage, name) and (shipped_dir() / name / LINEAGE).is_file():
-            return Entry(stage, name, shipped_dir() / name)  # read-only, inside the package
+        if stage == SHIPPED_STAGE and not self.has(stage, name) and (self.shipped / name / LINEAGE).is_file():
+            return Entry(stage, name, self.shipped / name, shipped=True)  # read-only, inside the package
         if not self.has(stage, name):
             names = [e.name for e in self.entries(stage)]
             hint = f"Available: {', '.join(names[-10:])}." if names else f"Run stage={stage} first."
@@ -218,22 +294,18 @@ class Store:
     def create(self, stage: str, name: str, lineage: dict[str, Any]) -> Iterator[EntryWriter]:
         """Write an entry atomically: files go to a hidden temp dir renamed into place on success.
 
-        ``lineage`` is completed with the creation time and environment and written last.
+        ``lineage`` is completed with the creation time and environment, then every file's size and sha256 are
+        recorded in the manifest.
         """
         self.check_writable(stage, name)
-        tmp = self.root / stage / f".tmp-{name}-{secrets.token_hex(4)}"
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_path(self.root / stage / name, directory=True, exists="fail") as tmp:
             writer = EntryWriter(tmp)
             yield writer
             full = {"stage": stage, "name": name,
                     "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
                     **lineage, "environment": environment_info()}
             writer.save_json(LINEAGE, full)
-            os.rename(tmp, self.root / stage / name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_manifest(tmp)
 
 
 def lineage_chain(store: Store, entry: Entry) -> list[Entry]:
@@ -242,44 +314,3 @@ def lineage_chain(store: Store, entry: Entry) -> list[Entry]:
     while (parent := chain[-1].lineage.get("parent")) is not None:
         chain.append(store.get(parent["stage"], parent["name"]))
     return chain
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m ulmfit.store [--root DIR] [STAGE]`: list entries with their key metrics;
-    `--compare STAGE [--sort METRIC]`: what differs between them (a sweep's overrides) and their metrics."""
-    import argparse
-    ap = argparse.ArgumentParser(prog="python -m ulmfit.store", description=main.__doc__)
-    ap.add_argument("stage", nargs="?", help="only this stage")
-    default = os.environ.get("ULMFIT_STORE") or str(Path(os.environ.get("ULMFIT_HOME", ".")) / "store")
-    ap.add_argument("--root", default=default, help=f"the store directory (default: {default}, as paths.store)")
-    ap.add_argument("--compare", metavar="STAGE", help="a table of the STAGE entries: differing options, metrics")
-    ap.add_argument("--sort", metavar="COLUMN", help="with --compare: best first by this metric or option")
-    ap.add_argument("--match", metavar="TEXT", help="with --compare: only entries whose name contains TEXT")
-    args = ap.parse_args(argv)
-    store = Store(args.root)
-    if args.compare:
-        from ulmfit.compare import compare
-        entries = [e for e in store.entries(args.compare) if not args.match or args.match in e.name]
-        if not entries:
-            print(f"No {args.compare} entries{' matching ' + args.match if args.match else ''} in {store.root}.",
-                  file=sys.stderr)
-            return 2
-        try:
-            table = compare(entries, args.sort)
-        except KeyError:
-            print(f"--sort {args.sort}: not a column; choose one of {', '.join(compare(entries).columns)}.",
-                  file=sys.stderr)
-            return 2
-        print(table.to_string(float_format=lambda v: f"{v:.4g}"))
-        return 0
-    for e in store.entries(args.stage):
-        lin = e.lineage
-        parent = lin.get("parent")
-        m = {k: v for k, v in e.metrics.items() if isinstance(v, (int, float))}
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in list(m.items())[:4])
-        print(f"{e.ref:45s} {lin['created'][:19]}  parent={parent['stage'] + '/' + parent['name'] if parent else '-'}  {shown}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
