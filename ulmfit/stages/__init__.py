@@ -26,7 +26,7 @@ STAGES: dict[str, Stage] = {
     "pretrain": Stage(pretrain.run, "general-domain LM", ("valid_perplexity", "test_perplexity")),
     "lm_finetune": Stage(lm_finetune.run, "target-domain LM", ("valid_perplexity_before", "valid_perplexity")),
     "classify": Stage(classify.run, "ULMFiT classifier", ("test_accuracy", "test_error_rate")),
-    "pipeline": Stage(pipeline.run),
+    "pipeline": Stage(lambda cfg: pipeline.run(cfg, STAGES)),  # the steps' stages: this registry
     "predict": Stage(predict.run),
     "evaluate": Stage(evaluate.run),
     "perplexity": Stage(perplexity.run),

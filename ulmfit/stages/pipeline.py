@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
@@ -40,13 +40,10 @@ def _inherited_overrides() -> list[str]:
 def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, list[str]]]:
     """(stage, overrides) for every step, parents wired by name."""
     prefix = cfg.run_name or new_run_name()
-    from ulmfit.stages import STAGES
     steps, names = [], {}
     chosen = [(s, e) for s, e in cfg.stage.steps.items() if e is not None]  # a step set to null is dropped
     chosen.sort(key=lambda se: ORDER.index(se[0]) if se[0] in ORDER else len(ORDER))
     for stage, extra in chosen:
-        if stage not in STAGES or stage == STAGE:
-            raise UsageError(f"stage.steps has {stage!r}; steps must be among {', '.join(s for s in STAGES if s != STAGE)}.")
         names[stage] = names[PROVIDES.get(stage, stage)] = f"{prefix}-{stage}"
         # the command line comes after the step's own overrides, so what the user types wins
         overrides = [f"stage={stage}", *cfg.stage.every_step, *(extra or []), *inherited, f"run_name={names[stage]}"]
@@ -59,8 +56,11 @@ def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, lis
     return steps
 
 
-def run(cfg: DictConfig) -> list[Entry]:
-    from ulmfit.stages import get_stage
+def run(cfg: DictConfig, stages: Mapping[str, Any]) -> list[Entry]:
+    """Run the steps; ``stages``: the registry of ``ulmfit.stages`` (passed in: it lists this stage too)."""
+    if unknown := [s for s, e in cfg.stage.steps.items() if e is not None and (s not in stages or s == STAGE)]:
+        raise UsageError(f"stage.steps has {unknown[0]!r}; steps must be among "
+                         f"{', '.join(s for s in stages if s != STAGE)}.")
     entries, rows, t0 = [], [], time.perf_counter()
     steps = [(stage, overrides, compose(config_name="config", overrides=overrides))
              for stage, overrides in step_overrides(cfg, _inherited_overrides())]
@@ -73,14 +73,14 @@ def run(cfg: DictConfig) -> list[Entry]:
             if done is not None:
                 log.info("pipeline step %s: %s exists, reused (resume=true)", stage, done.ref)
                 entries.append(done)
-                rows.append(_summary_row(done, 0.0))
+                rows.append(_summary_row(done, 0.0, stages))
                 continue
             if interrupted:
                 step_cfg = compose(config_name="config", overrides=[*overrides, "resume=true"])
         log.info("pipeline step %s: %s", stage, " ".join(overrides))
-        entry = get_stage(stage)(step_cfg)
+        entry = stages[stage].run(step_cfg)
         entries.append(entry)
-        rows.append(_summary_row(entry, time.perf_counter() - t))
+        rows.append(_summary_row(entry, time.perf_counter() - t, stages))
     _print_summary(rows, time.perf_counter() - t0)
     return entries
 
@@ -93,9 +93,8 @@ def _step_state(step_cfg: DictConfig, entry_stage: str) -> tuple[Entry | None, b
     return None, latest_checkpoint(checkpoint_dir(store.root, entry_stage, name)) is not None
 
 
-def _summary_row(entry: Entry, seconds: float) -> dict[str, Any]:
-    from ulmfit.stages import STAGES
-    metrics, stage = entry.metrics, STAGES[entry.stage]
+def _summary_row(entry: Entry, seconds: float, stages: Mapping[str, Any]) -> dict[str, Any]:
+    metrics, stage = entry.metrics, stages[entry.stage]
     return {"entry": entry.ref, "role": stage.role or entry.stage, "seconds": seconds,
             "metrics": {k: metrics[k] for k in stage.summary if k in metrics}}
 
