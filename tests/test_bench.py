@@ -219,3 +219,12 @@ def test_gpu_missing_options_and_stock_precision(tmp_path):
         with pytest.raises(SystemExit, match="CUDA only"):
             lm_speed.stock(["data=wikitext2", f"data.tokens={tmp_path / 'nope.tokens'}"], 8, 70, 1e-2, 0.3, 0.4,
                            device="cpu", precision=precision)
+
+
+def test_store_integrity_bench_measures_every_step(capsys):
+    """``python -m bench.store_integrity`` at a tiny size: every figure measured, the shipped LM's included."""
+    from bench import store_integrity
+    r = store_integrity.measure(repeat=1, params=100_000)
+    assert r["weights_mb"] == 0.4 and r["shipped_mb"] > 10
+    assert all(r[k] > 0 for k in ("record_s", "verify_s", "load_s", "write_s", "shipped_verify_s"))
+    assert "| check the weights (`Entry.verify`, part of every load) |" in store_integrity.report(r)
