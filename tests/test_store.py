@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -215,3 +217,14 @@ def test_lineage_records_the_environment(tmp_path):
     env = _write(Store(tmp_path), "pretrain", "a").lineage["environment"]
     assert {"ulmfit", "git_commit", "python", "torch", "fastai", "platform", "processes", "malloc"} <= set(env)
     assert 0 < env["peak_rss_mb"] <= peak_rss_mb()
+
+
+def test_python_m_ulmfit_store_verify(tmp_path):
+    """The command line as a user runs it (test_verify_reports_every_damaged_file_of_a_store has the rest)."""
+    store = Store(tmp_path / "store")
+    _lm_entry(store, "a")
+    _flip_byte(store.root / "pretrain" / "a" / "model.safetensors")
+    out = subprocess.run([sys.executable, "-m", "ulmfit.store", "--root", str(store.root), "--verify"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "DAMAGED    pretrain/a: model.safetensors does not match" in out.stdout, out
+    assert out.stdout.splitlines()[-1].startswith(f"2 entries in {store.root}: 1 as written, 1 damaged")  # + shipped LM

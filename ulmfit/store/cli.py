@@ -10,7 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-from ulmfit.compare import compare
 from ulmfit.errors import UsageError
 from ulmfit.store import Store
 
@@ -52,6 +51,7 @@ def list_entries(store: Store, stage: str | None) -> None:
 
 
 def compare_entries(store: Store, stage: str, sort: str | None, match: str | None) -> int:
+    from ulmfit.compare import compare  # pandas and fastai: only this command needs them
     entries = [e for e in store.entries(stage) if not match or match in e.name]
     if not entries:
         print(f"No {stage} entries{' matching ' + match if match else ''} in {store.root}.", file=sys.stderr)
