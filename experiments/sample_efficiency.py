@@ -145,7 +145,7 @@ def plan(method: str, n: int, seed: int, imdb: Path, pretrain: str, semi_lm: str
     """(stage, entry name, overrides) of one run: ``method`` on ``n`` labelled reviews (0: all) drawn with ``seed``;
     the last step is the one reported (ULMFiT supervised fine-tunes its own LM first)."""
     tag = f"se-n{n or 'all'}-s{seed}"
-    subset = [f"data.root={imdb}", f"data.n_train={n or 'null'}", f"seed={seed}"]
+    subset = [f"data.root={imdb}", f"data.n_train={n or 'null'}", f"seed={seed}", f"data_seed={seed}"]
     if method == "tfidf":
         return [("tfidf", f"{tag}-tfidf", ["data=imdb", *subset])]
     steps = []

@@ -91,7 +91,7 @@ BEFORE = {
                              "train.lr=1e-2", "train.bs=64", "stage.lm_parts=[train,unsup]", "data.max_vocab=30000",
                              "stage.lm_tokens=12000000", "data.valid_frac=0.02", "seed=42", "train.precision=auto"],
     "imdb_cpu classify": ["stage=classify", "run_name=t-clas", *IMDB, "stage.parent=t-ft", "train.epochs=3",
-                          "train.lr=1e-2", "train.bs=64", "train.phase_lr_mult=0.5", "train.unfreeze_phases=3",
+                          "train.lr=1e-2", "train.bs=64", "train.unfreeze_phases=3",
                           "data.n_valid=500", "seed=42", "train.precision=auto"],
     "imdb_cpu tfidf": ["stage=tfidf", "run_name=t-tfidf", *IMDB, "seed=42"],
     "trec_cpu pretrain": ["experiment=wikitext2_cpu", "data.root=/d/wt2", "run_name=p", "seed=42",
@@ -114,16 +114,16 @@ BEFORE = {
                                              "run_name=ablation-no_pretraining-s7-ft", *TREC_FT, "stage.parent=none",
                                              "seed=7"],
     "sample_efficiency ulmfit_supervised lm_finetune": [
-        "stage=lm_finetune", *IMDB, "data.n_train=1000", "seed=1", "stage.parent=p", "stage.lm_parts=[train]",
+        "stage=lm_finetune", *IMDB, "data.n_train=1000", "seed=1", "data_seed=1", "stage.parent=p", "stage.lm_parts=[train]",
         "stage.lm_only_labelled=true", "train.lr=1e-2", "train.bs=64", "data.max_vocab=30000", "data.n_valid=500",
         "train.epochs=10", "train.precision=auto", "run_name=se-n1000-s1-lm"],
     "sample_efficiency ulmfit_supervised classify": [
-        "stage=classify", *IMDB, "data.n_train=1000", "seed=1", "stage.parent=se-n1000-s1-lm", "train.lr=1e-2",
-        "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=5", "train.bs=32",
+        "stage=classify", *IMDB, "data.n_train=1000", "seed=1", "data_seed=1", "stage.parent=se-n1000-s1-lm",
+        "train.lr=1e-2", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=5", "train.bs=32",
         "train.precision=auto", "run_name=se-n1000-s1-ulmfit_supervised"],
     "sample_efficiency scratch classify": [
-        "stage=classify", *IMDB, "data.n_train=null", "seed=1", "stage.parent_stage=none", "train.lr=1e-2",
-        "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=3", "train.bs=64",
+        "stage=classify", *IMDB, "data.n_train=null", "seed=1", "data_seed=1", "stage.parent_stage=none",
+        "train.lr=1e-2", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=3", "train.bs=64",
         "train.precision=auto", "run_name=se-nall-s1-scratch"],
 }
 # Key values each step must keep (a change to a default they rely on shows here).
@@ -133,7 +133,7 @@ KEY_VALUES = {
     "imdb_cpu lm_finetune": {"data.format": "imdb", "train.epochs": 1, "train.lr": 1e-2, "train.bs": 64,
                              "stage.lm_parts": ["train", "unsup"], "data.max_vocab": 30000,
                              "stage.lm_tokens": 12_000_000, "data.valid_frac": 0.02, "train.precision": "auto"},
-    "imdb_cpu classify": {"train.epochs": 3, "train.lr": 1e-2, "train.bs": 64, "train.phase_lr_mult": 0.5,
+    "imdb_cpu classify": {"train.epochs": 3, "train.lr": 1e-2, "train.bs": 64, "train.phase_lr_mult": 1.0,
                           "train.unfreeze_phases": 3, "data.n_valid": 500, "train.precision": "auto"},
     "trec_cpu pretrain": {"data.format": "wikitext", "train.epochs": 3, "train.precision": "fp32"},
     "trec_cpu lm_finetune": {"data.format": "trec", "train.epochs": 10, "train.lr": 4e-3, "train.bs": 32,
@@ -171,7 +171,7 @@ def test_imdb_transfer_runs_every_method_on_the_same_draw_of_labels():
     imdb = Path("/d/imdb")
     runs = {m: compose(f"stage={st}", f"run_name={name}", *o)
             for m in imdb_transfer.METHODS for st, name, o in [imdb_transfer.run_plan(m, 100, 2, imdb)]}
-    for key in ("data.root", "data.n_train", "data.valid_frac", "seed"):
+    for key in ("data.root", "data.n_train", "data.valid_frac", "data_seed", "data.n_test"):
         assert len({str(OmegaConf.select(c, key)) for c in runs.values()}) == 1, key
     assert OmegaConf.select(runs["ulmfit"], "stage.parent") == imdb_transfer.LM
     assert OmegaConf.select(runs["ulmfit"], "train.epochs") == 10 and runs["ulmfit"].data.n_train == 100
@@ -225,7 +225,7 @@ def test_semi_all_accepts_imdb_cpus_classifier_only_with_the_same_recipe(monkeyp
     """--semi-all reports experiments.imdb_cpu's classifier as the all-label semi-supervised run: its config
     (as the old override lists made it, run in bf16) must match the recipe, and its parent the semi-supervised LM."""
     ran = ["stage=classify", *IMDB, "stage.parent=semi", "train.epochs=3", "train.lr=1e-2", "train.bs=64",
-           "train.phase_lr_mult=0.5", "train.unfreeze_phases=3", "data.n_valid=500", "seed=42", "train.precision=bf16"]
+           "train.unfreeze_phases=3", "data.n_valid=500", "seed=42", "train.precision=bf16"]
     entry = {"cfg": compose(*ran), "parent": "semi"}
     monkeypatch.setattr(sample_efficiency, "has_entry", lambda home, stage, name: True)
     monkeypatch.setattr(sample_efficiency, "entry_config", lambda home, stage, name: entry["cfg"])

@@ -246,15 +246,16 @@ def test_lm_on_labelled_texts_only(tmp_path, chain, mini_imdb):
               "stage.lm_parts=[train]", "stage.lm_only_labelled=true", "data.n_train=20")
     cfg = ft.config()
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
-    keep, _ = classification_split(corpus, cfg.data.valid_frac, cfg.seed, 20)
+    keep, _ = classification_split(corpus, cfg.data.valid_frac, cfg.data_seed, 20)
     assert ft.metrics["train_tokens"] == int(corpus.part("train").lengths[keep].sum())
-    # the sample-efficiency setting: 20 labels, a 10-text validation subset, a fixed 30-text test subset
+    # the sample-efficiency setting: 20 labels, 10% of them (2) held out for validation (data.n_valid=10 cannot
+    # add more), a fixed 30-text test subset
     clas = _run("classify", root, *imdb_csv(mini_imdb), "stage.parent=ft-labelled", "run_name=clas-small",
                 "data.n_train=20", "data.n_valid=10", "data.n_test=30", "train.gradual_unfreezing=false",
                 "train.epochs=1", "train.bs=16")
     m = clas.metrics
-    assert (m["n_train"], m["n_valid"], m["n_test"]) == (20, 10, 30)
-    assert {k: clas.lineage["data"][k] for k in ("n_train", "n_valid", "n_test")} == {"n_train": 20, "n_valid": 10,
+    assert (m["n_train"], m["n_valid"], m["n_test"]) == (18, 2, 30)
+    assert {k: clas.lineage["data"][k] for k in ("n_train", "n_valid", "n_test")} == {"n_train": 18, "n_valid": 2,
                                                                                      "n_test": 30}
     assert sum(map(sum, m["test_confusion_matrix"]["matrix"])) == 30
     with pytest.raises(Exception, match="lm_parts=\\[train\\]"):

@@ -75,6 +75,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def scoring_in_fp32(learn):
+    """A context in which ``learn`` predicts in fp32 whatever it trained in: reported test figures come in one
+    precision, the one ``stage=evaluate`` and ``stage=predict`` use on a stored entry."""
+    return learn.removed_cbs([cb for cb in learn.cbs if isinstance(cb, (CpuBf16Autocast, MixedPrecision))])
+
+
 def apply_precision(learn, precision: str):
     """Add the callback that gives ``learn`` ``precision`` on its device: a value ``resolve_precision`` returned
     (``auto`` already decided), so a run resolves it once, before it reads any data, and records what ran."""

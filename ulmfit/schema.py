@@ -66,6 +66,7 @@ def device(v: Any) -> bool:
 
 RULES: dict[str, Rule] = {
     "seed": integer(0, "seed=7"),
+    "data_seed": integer(0, "data_seed=7"),
     "backwards": boolean("backwards=true"),
     "resume": boolean("resume=true"),
     "tokenizer.n_workers": integer(0, "tokenizer.n_workers=2", nullable=True),
@@ -86,7 +87,13 @@ RULES: dict[str, Rule] = {
     **{f"model.{p}": fraction(f"model.{p}=0.3") for p in ("output_p", "hidden_p", "input_p", "embed_p", "weight_p")},
     "model.head.max_len": integer(1, "model.head.max_len=1400"),
     # training
-    "train.epochs": integer(0, "train.epochs=2"),
+    "train.epochs": Rule("a whole number >= 0 or auto", lambda v: v == "auto" or _is_int(v) and v >= 0,
+                         "train.epochs=2"),
+    "train.auto_tokens": integer(1, "train.auto_tokens=1500000"),
+    "train.max_epochs": integer(1, "train.max_epochs=20"),
+    "train.patience": integer(1, "train.patience=2", nullable=True),
+    "train.monitor": Rule("a metric name", lambda v: isinstance(v, str) and v != "", "train.monitor=valid_loss",
+                          nullable=True),
     "train.lr": positive("train.lr=4e-3"),
     "train.schedule": choice("stlr", "one_cycle", "constant"),
     "train.stlr.cut_frac": fraction("train.stlr.cut_frac=0.1", closed=True),

@@ -9,7 +9,9 @@ from functools import partial
 from typing import Any, Callable, Mapping
 
 import torch
+import numpy as np
 from fastai.callback.core import CancelFitException, Callback
+from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
 from fastai.callback.training import GradientClip
 from fastai.learner import AvgSmoothLoss
@@ -214,6 +216,46 @@ class StopOnNonFinite(Callback):
                          f"was written. {fix}.")
 
 
+class KeepBestEpoch(TrackerCallback):
+    """fastai's ``SaveModelCallback`` kept in memory and across the phases of a run: after every epoch whose
+    ``monitor`` value (``valid_loss`` or a metric) is the best so far, a copy of the weights; ``restore`` loads
+    the best at the end. In memory, because an entry is written whole at the end and nothing here is pickled;
+    ``reset_on_fit=False``, because each unfreezing phase is its own ``fit`` and the best may be in any of them.
+    A resumed run compares only the epochs it trains itself."""
+
+    def __init__(self, monitor: str):
+        super().__init__(monitor=monitor, reset_on_fit=False)
+        self.state: dict[str, torch.Tensor] | None = None
+        self.where: dict[str, Any] | None = None
+
+    def after_epoch(self) -> None:
+        super().after_epoch()
+        if self.new_best:
+            self.state = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+            self.where = {"phase": self.learn.phase[0], "epoch": self.epoch, self.monitor: float(self.best)}
+
+    def restore(self, learn) -> dict[str, Any] | None:
+        """Load the best epoch's weights into ``learn``'s model; returns where it was (phase, epoch, value), or
+        None if no epoch was seen."""
+        if self.state is not None:
+            learn.model.load_state_dict(self.state)
+            log.info("kept the best epoch by %s: phase %d, epoch %d (%g)", self.monitor, self.where["phase"] + 1,
+                     self.where["epoch"] + 1, self.where[self.monitor])
+        return self.where
+
+
+def check_monitor(train_cfg: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """``train.monitor`` (null: keep the last epoch) and ``train.patience``, checked before any work (the metric
+    names fastai's Recorder will have for this stage)."""
+    if train_cfg["monitor"] is not None and train_cfg["monitor"] not in allowed:
+        raise UsageError(f"train.monitor={train_cfg['monitor']!r} is not a metric of this stage; use one of "
+                         f"{', '.join(allowed)}.")
+    patience = train_cfg["patience"]
+    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
+        raise UsageError(f"train.patience={patience!r}: use a whole number of epochs >= 1 (e.g. train.patience=2), "
+                         f"or null to train every epoch.")
+
+
 def epoch_history(learn) -> list[dict[str, float]]:
     """Per-epoch values from fastai's Recorder (train/valid loss and metrics)."""
     names = [n for n in learn.recorder.metric_names if n not in ("epoch", "time")]
@@ -226,11 +268,24 @@ def lm_eval(learn, dl) -> dict[str, float]:
     return {"loss": float(loss), "accuracy": float(acc), "perplexity": float(math.exp(loss))}
 
 
-def last_valid(history: list[dict[str, float]]) -> dict[str, float]:
-    """The LM's validation metrics after the last epoch, as fastai's Recorder measured them at its end
+def lm_valid(row: Mapping[str, float]) -> dict[str, float]:
+    """The LM's validation metrics in one epoch's record, as fastai's Recorder measured them at its end
     (no second validation pass; in data-parallel runs gathered from every process)."""
-    last = history[-1]
-    return {"loss": last["valid_loss"], "accuracy": last["accuracy"], "perplexity": float(math.exp(last["valid_loss"]))}
+    return {"loss": row["valid_loss"], "accuracy": row["accuracy"], "perplexity": float(math.exp(row["valid_loss"]))}
+
+
+AUTO = "auto"
+LM_MONITORS = ("valid_loss", "accuracy", "perplexity")  # what a language model's Recorder has
+CLAS_MONITORS = ("valid_loss", "accuracy")
+
+
+def auto_epochs(train_cfg: Mapping[str, Any], n_tokens: int) -> int:
+    """``train.epochs=auto`` for a language model: enough passes over ``n_tokens`` to train on
+    ``train.auto_tokens`` tokens, at least one and at most ``train.max_epochs``, so a small corpus gets many
+    epochs and a large one a single pass (``train.patience`` may stop it earlier; the best epoch is kept)."""
+    if train_cfg["epochs"] != AUTO:
+        return int(train_cfg["epochs"])
+    return max(1, min(int(train_cfg["max_epochs"]), math.ceil(train_cfg["auto_tokens"] / max(1, n_tokens))))
 
 
 def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str) -> TextLearner:
@@ -281,6 +336,9 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
     with ``resume`` the run continues from that checkpoint. Returns wall seconds (including those before the
     interruption) and one record per phase (trainable groups, LR, epochs, per-epoch history).
     ``on_phase(learn, record)`` is called after each phase (tests, loggers).
+    ``train.monitor``: the weights of the best epoch by that value are restored at the end (``KeepBestEpoch``;
+    where it was: ``learn.kept_epoch``); ``train.patience``: the last phase stops after that many epochs without
+    a better value (fastai's ``EarlyStoppingCallback``).
     """
     if learn.opt is None:
         learn.create_opt()
@@ -294,6 +352,7 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
     lr_mult = train_cfg.get("phase_lr_mult", 1.0)  # only the classifier's train config has it (LMs: one LR)
     lr = train_cfg["lr"] * lr_mult ** start_phase
     advice = AllocatorAdvice()  # one for all phases: it times the whole run
+    keep_best = KeepBestEpoch(train_cfg["monitor"]) if train_cfg.get("monitor") else None
     for i in range(start_phase, len(plan)):
         n_trainable, epochs = plan[i]
         learn.freeze_to(-n_trainable)
@@ -303,7 +362,9 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
                      n_trainable, len(learn.opt.param_groups), epochs, lr)
         skip = start_epoch if i == start_phase else 0
         stop = StopOnNonFinite(checkpoint, i, every=getattr(learn, "host_sync_every", 1))
-        cbs: list[Callback] = [stop, advice]
+        cbs: list[Callback] = [stop, advice, *([keep_best] if keep_best else [])]
+        if keep_best and train_cfg.get("patience") and i == len(plan) - 1:  # early stopping in the last phase only
+            cbs.append(EarlyStoppingCallback(train_cfg["monitor"], patience=train_cfg["patience"]))
         if resume is not None and i == start_phase:
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
@@ -321,4 +382,15 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
             on_phase(learn, record)
         lr *= lr_mult
     end_data_parallel()  # rank 0 goes on alone (evaluation, store entry)
+    learn.kept_epoch = keep_best.restore(learn) if keep_best else None
     return seconds, phases
+
+
+def kept_history(phases: list[dict[str, Any]], kept: dict[str, Any] | None) -> dict[str, float]:
+    """The per-epoch record (losses, metrics) of the epoch whose weights the run kept: the best one
+    (``KeepBestEpoch``), else the last."""
+    if kept is not None:
+        for record in phases:
+            if record["phase"] == kept["phase"] and kept["epoch"] < len(record["history"]):
+                return record["history"][kept["epoch"]]
+    return phases[-1]["history"][-1]

@@ -127,19 +127,43 @@ def pad_to_whole_chunks(samples: list, seq_len: int, pad_idx: int = PAD_ID) -> l
             for s in samples]
 
 
+class WholeBatchSortedDL(SortedDL):
+    """fastai's ``SortedDL`` for training: every batch full (``drop_last``), and the ``len % bs`` texts that sit an
+    epoch out drawn anew each epoch.
+
+    fastai's ``shuffle_fn`` sorts chunks of ``50 * bs`` texts by length and always ends on the last chunk's
+    shortest texts; on a set that fits one chunk (a few hundred labels) those are the same texts every epoch, so
+    ``drop_last`` would never train on them and, without it, every epoch ends on a tiny batch that the head's
+    BatchNorm normalises over a handful of samples. Same chunked length-sorting otherwise."""
+
+    def shuffle_fn(self, idxs):
+        perm = np.random.permutation(len(self.dataset))
+        if self.drop_last:
+            perm = perm[:len(perm) - len(perm) % self.bs]
+        sz = self.bs * 50
+        order = np.concatenate([sorted(perm[i:i + sz], key=lambda j: self.res[j], reverse=True)
+                                for i in range(0, len(perm), sz)])
+        batches = [order[i:i + self.bs] for i in range(0, len(order), self.bs)]
+        longest = max(range(len(batches)), key=lambda b: self.res[batches[b][0]])  # first, as fastai does: the
+        rest = [batches[b] for b in np.random.permutation(len(batches)) if b != longest]  # peak memory up front
+        return iter(np.concatenate([batches[longest], *rest]))
+
+
 def clas_loader(docs: Docs, targets: Sequence[int], bs: int, bptt: int, shuffle: bool, device: torch.device,
                 backwards: bool = False) -> SortedDL:
     """fastai's ``SortedDL`` (similar lengths batched together) with chunked first padding, as
     ``TextDataLoaders`` builds for classification (BPT3C), but a batch longer than one chunk is padded to whole
-    chunks (``pad_to_whole_chunks``).
+    chunks (``pad_to_whole_chunks``). ``shuffle``: a training loader (``WholeBatchSortedDL``: full batches only,
+    unless the set is smaller than one batch).
 
     Batches are made in the training process (``num_workers=0``; fastai's default forks one worker per core).
     Padding in-memory tensors costs microseconds, while a forked worker copies the process and, in a
     data-parallel run, can deadlock on a lock held by a gloo thread at fork time."""
     items = [(TensorText(t), TensorCategory(y)) for t, y in zip(as_tensors(docs, backwards), targets)]
-    return SortedDL(items, res=docs.lengths.tolist(), bs=bs, shuffle=shuffle, device=device, num_workers=0,
-                    pin_memory=device is not None and torch.device(device).type == "cuda",  # faster copies to a GPU
-                    before_batch=partial(pad_to_whole_chunks, seq_len=bptt))
+    cls, extra = (WholeBatchSortedDL, {"drop_last": len(items) >= bs}) if shuffle else (SortedDL, {})
+    return cls(items, res=docs.lengths.tolist(), bs=bs, shuffle=shuffle, device=device, num_workers=0,
+               pin_memory=device is not None and torch.device(device).type == "cuda",  # faster copies to a GPU
+               before_batch=partial(pad_to_whole_chunks, seq_len=bptt), **extra)
 
 
 def clas_dataloaders(train: Docs, valid: Docs, classes: Sequence[str], vocab: Sequence[str], bs: int, bptt: int,

@@ -49,17 +49,21 @@ def classification_split(corpus: TokenizedCorpus, valid_frac: float, seed: int, 
                          n_valid: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) indices into the labelled ``train`` part, shared by ``classify`` and the baselines.
 
-    ``valid_frac`` of the documents are held out (seeded); ``n_train`` keeps a seeded subset of the rest
-    (sample-efficiency runs), so every method sees exactly the same labelled texts. ``n_valid`` validates on a
-    seeded subset of the held-out documents (cheaper epochs on small labelled sets); the training pool does not
-    change with it.
+    ``n_train`` is a label budget: a seeded subset of that many labelled documents (sample-efficiency runs), of
+    which ``valid_frac`` are held out for validation, so the validation that chooses epochs and baseline settings
+    is paid for with the same labels (without ``n_train``, ``valid_frac`` of all of them). Every method sees
+    exactly the same texts. ``n_valid`` validates on a seeded subset of the held-out documents (cheaper epochs
+    on large sets); the training documents do not change with it.
     """
-    keep, held = holdout_split(len(corpus.part("train")), valid_frac, seed)
+    n = len(corpus.part("train"))
+    pool = np.arange(n)
     if n_train:
-        if n_train > len(keep):
-            raise UsageError(f"data.n_train={n_train} but only {len(keep)} labelled training texts remain after "
-                             f"the validation hold-out; lower data.n_train.")
-        keep = np.sort(np.random.default_rng(seed).permutation(keep)[:n_train])
+        if n_train > n:
+            raise UsageError(f"data.n_train={n_train} but the training part has only {n} labelled texts; lower "
+                             f"data.n_train.")
+        pool = np.sort(np.random.default_rng(seed).permutation(n)[:n_train])
+    keep, held = holdout_split(len(pool), valid_frac, seed)
+    keep, held = pool[keep], pool[held]
     if n_valid:
         held = np.sort(np.random.default_rng(seed + 1).permutation(held)[:n_valid])
     return keep, held

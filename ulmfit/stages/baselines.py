@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -102,19 +102,43 @@ def joined_tokens(corpus: TokenizedCorpus, docs: Docs) -> list[str]:
     return [" ".join(tokens[docs.doc(i)]) for i in range(len(docs))]
 
 
+def fit_choosing_C(pipe: Pipeline, grid: list[float], train_texts: list[str], y_train: np.ndarray,
+                   valid_texts: list[str], y_valid: np.ndarray) -> tuple[Pipeline, float, dict[float, float]]:
+    """Fit ``pipe`` once per C in ``grid`` on the training texts and keep the one with the best validation
+    accuracy (the smallest C on a tie): the baselines choose their regularisation on the same validation texts
+    the classifier chooses its epoch on. The features are fitted once (they do not depend on C)."""
+    features, model = pipe[:-1], pipe[-1]
+    X_train = features.fit_transform(train_texts, y_train)
+    X_valid = features.transform(valid_texts)
+    scores, best = {}, None
+    for C in grid:
+        fitted = clone(model).set_params(C=C).fit(X_train, y_train)
+        scores[C] = float((fitted.predict(X_valid) == y_valid).mean())
+        if best is None or scores[C] > scores[best[0]]:
+            best = (C, fitted)
+    return Pipeline([*features.steps, (pipe.steps[-1][0], best[1])]), best[0], scores
+
+
 def run(cfg: DictConfig) -> Entry:
-    """Stage ``tfidf`` or ``nbsvm`` (``stage.name``): fit on classify's training split, score valid and test."""
+    """Stage ``tfidf`` or ``nbsvm`` (``stage.name``): fit on classify's training split with C chosen on its
+    validation split (``stage.params.C``: one value, or a list to choose from), score valid and test."""
     stage = cfg.stage.name
     store, name = open_store(cfg, stage)
+    params = OmegaConf.to_container(cfg.stage.params)
+    grid = params["C"] if isinstance(params["C"], list) else [params["C"]]
+    if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
+        raise UsageError(f"stage.params.C={params['C']!r}: use a positive number or a list of them "
+                         f"(e.g. 'stage.params.C=[0.1,1,10]').")
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     classes = labelled_classes(corpus)
     train_all = corpus.part("train")
-    keep, held = split_of(corpus, cfg.data, cfg.seed)
+    keep, held = split_of(corpus, cfg.data, cfg.data_seed)
     texts = joined_tokens(corpus, train_all)
     y = np.array([classes.index(c) for c in train_all.labels])
-    pipe = make_baseline(stage, OmegaConf.to_container(cfg.stage.params), cfg.seed)
+    pipe = make_baseline(stage, {**params, "C": grid[0]}, cfg.seed)
     t0 = time.perf_counter()
-    pipe.fit([texts[i] for i in keep], y[keep])
+    pipe, chosen_C, valid_by_C = fit_choosing_C(pipe, grid, [texts[i] for i in keep], y[keep],
+                                                [texts[i] for i in held], y[held])
     seconds = time.perf_counter() - t0
 
     def evaluate(docs_texts: list[str], targets: np.ndarray) -> dict[str, Any]:
@@ -125,7 +149,8 @@ def run(cfg: DictConfig) -> Entry:
         test = scored_test(corpus.part("test"), cfg.data, classes)
         report = evaluate(joined_tokens(corpus, test), np.array([classes.index(c) for c in test.labels]))
         metrics.update({"test_" + k: v for k, v in report.items()})
-    metrics.update({"train_seconds": round(seconds, 2), "n_train": int(len(keep)), "n_valid": int(len(held)),
+    metrics.update({"C": chosen_C, "valid_accuracy_by_C": {str(c): v for c, v in valid_by_C.items()},
+                    "train_seconds": round(seconds, 2), "n_train": int(len(keep)), "n_valid": int(len(held)),
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "n_features": int(len(pipe[0].vocabulary_)), "classes": classes})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,

@@ -20,7 +20,9 @@ from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.stages.common import (data_identity, find_parent, open_run, parent_data, parent_ref,
                                   save_entry)
 from ulmfit.store import Entry
-from ulmfit.training import clas_learner, device_choices, fit_phases, resolve_hardware, seed_everything
+from ulmfit.precision import scoring_in_fp32
+from ulmfit.training import (AUTO, CLAS_MONITORS, check_monitor, clas_learner, device_choices, fit_phases,
+                             kept_history, resolve_hardware, seed_everything)
 from ulmfit.weights import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,13 @@ PARENT_STAGES = ("lm_finetune", "pretrain", "none")
 
 
 def run(cfg: DictConfig) -> Entry:
-    store, name, checkpoint, resume = open_run(cfg, STAGE)
     if cfg.stage.parent_stage not in PARENT_STAGES:
         raise UsageError(f"stage.parent_stage={cfg.stage.parent_stage!r}; use one of {', '.join(PARENT_STAGES)}.")
+    if cfg.train.epochs == AUTO:
+        raise UsageError("train.epochs=auto sizes language-model training; give the classifier a number of epochs "
+                         "(e.g. train.epochs=4; train.patience stops it earlier).")
+    check_monitor(cfg.train, CLAS_MONITORS)
+    store, name, checkpoint, resume = open_run(cfg, STAGE)
     data = data_identity(cfg.data, cfg.tokenizer)
     # a fine-tuned LM must have been fine-tuned on this corpus; any general-domain (pretrain) LM fits
     fits = data if cfg.stage.parent_stage == "lm_finetune" else None
@@ -46,7 +52,7 @@ def run(cfg: DictConfig) -> Entry:
     classes = labelled_classes(corpus)
     vocab = parent.vocab if parent else build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     docs = numericalize(corpus, "train", vocab)
-    keep, held = split_of(corpus, cfg.data, cfg.seed)
+    keep, held = split_of(corpus, cfg.data, cfg.data_seed)
     train, valid = docs.subset(keep), docs.subset(held)
     dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                            eval_bs=cfg.train.eval_bs)
@@ -64,11 +70,13 @@ def run(cfg: DictConfig) -> Entry:
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
         return None
 
-    last = phases[-1]["history"][-1]
-    metrics = {"valid_accuracy": float(last.get("accuracy", float("nan"))), "valid_loss": float(last["valid_loss"])}
+    kept = kept_history(phases, learn.kept_epoch)  # the best epoch's weights are the ones scored and saved
+    metrics = {"valid_accuracy": float(kept.get("accuracy", float("nan"))), "valid_loss": float(kept["valid_loss"]),
+               "kept_epoch": learn.kept_epoch}
     if "test" in corpus.parts:
         test = scored_test(numericalize(corpus, "test", vocab), cfg.data, classes)
-        probs = predict_probs(learn, test, cfg.train.eval_bs, cfg.train.bptt, cfg.backwards)
+        with scoring_in_fp32(learn):
+            probs = predict_probs(learn, test, cfg.train.eval_bs, cfg.train.bptt, cfg.backwards)
         report = classification_metrics(probs, [classes.index(c) for c in test.labels], classes)
         metrics.update({"test_" + k: v for k, v in report.items()})
     metrics.update({"train_seconds": round(seconds, 1), "n_train": len(train), "n_valid": len(valid),

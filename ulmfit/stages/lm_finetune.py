@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders
@@ -19,7 +19,8 @@ from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import data_source, find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import (device_choices, fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware,
+from ulmfit.training import (LM_MONITORS, auto_epochs, check_monitor, device_choices, fit_phases, kept_history,
+                             lm_valid, lm_eval, lm_learner, lm_plan, resolve_hardware,
                              seed_everything)
 from ulmfit.weights import check_direction, transferred_lm_weights
 
@@ -28,6 +29,7 @@ STAGE = "lm_finetune"
 
 
 def run(cfg: DictConfig) -> Entry:
+    check_monitor(cfg.train, LM_MONITORS)
     store, name, checkpoint, resume = open_run(cfg, STAGE)
     parent = find_parent(store, "pretrain", cfg.stage.parent)
     if parent is not None:
@@ -44,12 +46,14 @@ def run(cfg: DictConfig) -> Entry:
         if parts != ["train"]:
             raise UsageError(f"stage.lm_only_labelled=true fine-tunes on the labelled training texts only; "
                              f"set stage.lm_parts=[train] (got {parts}).")
-        train, valid, vocab = labelled_lm_splits(corpus, cfg.data, cfg.seed)
+        train, valid, vocab = labelled_lm_splits(corpus, cfg.data, cfg.data_seed)
     else:
         vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
-        train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.seed)
+        train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.data_seed)
     budget = cfg.stage.lm_tokens
-    train = within_budget(train, budget, cfg.seed)
+    train = within_budget(train, budget, cfg.data_seed)
+    with open_dict(cfg):  # train.epochs=auto: a number of passes that fits this corpus's size
+        cfg.train.epochs = auto_epochs(cfg.train, train.n_tokens)
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                          eval_bs=cfg.train.eval_bs)
 
@@ -70,14 +74,15 @@ def run(cfg: DictConfig) -> Entry:
     # Optional warm-up of the (new) embeddings and decoder only (train.freeze_epochs), then all layers.
     seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint, resume, extras={"before": before})
     history = phases[-1]["history"]
+    epochs = sum(len(p["history"]) for p in phases)  # fewer than planned where train.patience stopped the run
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
         return None
 
-    metrics = {**{"valid_" + k: v for k, v in last_valid(history).items()},
-               "valid_perplexity_before": before["perplexity"], "epochs": cfg.train.epochs,
+    metrics = {**{"valid_" + k: v for k, v in lm_valid(kept_history(phases, learn.kept_epoch)).items()},
+               "valid_perplexity_before": before["perplexity"], "epochs": epochs, "kept_epoch": learn.kept_epoch,
                "train_seconds": round(seconds, 1), "train_tokens": train.n_tokens, "vocab_size": len(vocab),
                "new_tokens": n_new,
-               "tokens_per_second": round(train.n_tokens * (cfg.train.epochs + cfg.train.freeze_epochs) / seconds, 1),
+               "tokens_per_second": round(train.n_tokens * epochs / seconds, 1),
                "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                "history": history}
     lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
@@ -17,7 +17,7 @@ from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import data_source, open_run, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import (device_choices, fit_phases, last_valid, lm_eval, lm_learner, lm_plan, resolve_hardware,
+from ulmfit.training import (LM_MONITORS, auto_epochs, check_monitor, device_choices, fit_phases, kept_history, lm_valid, lm_eval, lm_learner, lm_plan, resolve_hardware,
                              seed_everything)
 
 log = logging.getLogger(__name__)
@@ -25,14 +25,17 @@ STAGE = "pretrain"
 
 
 def run(cfg: DictConfig) -> Entry:
+    check_monitor(cfg.train, LM_MONITORS)
     store, name, checkpoint, resume = open_run(cfg, STAGE)
     seed_everything(cfg.seed)
     device, precision = resolve_hardware(cfg.train)
 
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
-    train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.seed)
-    train = within_budget(train, cfg.stage.lm_tokens, cfg.seed)  # e.g. a part of a 100M-token corpus
+    train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.data_seed)
+    train = within_budget(train, cfg.stage.lm_tokens, cfg.data_seed)  # e.g. a part of a 100M-token corpus
+    with open_dict(cfg):
+        cfg.train.epochs = auto_epochs(cfg.train, train.n_tokens)
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
                          eval_bs=cfg.train.eval_bs)
     log.info("pretrain: %d train / %d valid tokens, vocab %d, device %s", train.n_tokens, valid.n_tokens,
@@ -45,14 +48,15 @@ def run(cfg: DictConfig) -> Entry:
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
         return None
 
-    metrics = {"valid_" + k: v for k, v in last_valid(history).items()}
+    metrics = {"valid_" + k: v for k, v in lm_valid(kept_history(phases, learn.kept_epoch)).items()}
     if "test" in corpus.parts:
         test_dl = lm_loader(TokenStream.from_parts(corpus, ["test"], vocab), cfg.train.eval_bs, cfg.train.bptt, False, device,
                             cfg.backwards)
         metrics.update({"test_" + k: v for k, v in lm_eval(learn, test_dl).items()})
-    metrics.update({"epochs": cfg.train.epochs, "train_seconds": round(seconds, 1),
+    epochs = sum(len(p["history"]) for p in phases)
+    metrics.update({"epochs": epochs, "kept_epoch": learn.kept_epoch, "train_seconds": round(seconds, 1),
                     "train_tokens": train.n_tokens, "vocab_size": len(vocab),
-                    "tokens_per_second": round(train.n_tokens * cfg.train.epochs / seconds, 1),
+                    "tokens_per_second": round(train.n_tokens * epochs / seconds, 1),
                     "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                     "history": history})
     lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,

@@ -1,0 +1,130 @@
+"""The defaults that carry the method: the best epoch kept and early stopping, whole training batches, labels that
+pay for their own validation, baselines that choose C on that validation, LM epochs sized to the corpus, and
+bad recipe options refused before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from tests.conftest import TINY, run_cli
+from ulmfit.config import CONF_DIR
+from ulmfit.data import classification_split
+from ulmfit.data.loaders import clas_dataloaders, clas_loader
+from ulmfit.data.splits import holdout_split
+from ulmfit.data.tokens import Docs
+from ulmfit.models import build_classifier, classifier_info, model_info
+from ulmfit.precision import resolve_precision
+from ulmfit.training import auto_epochs, clas_learner, fit_phases, kept_history
+
+
+def _docs(n: int, seed: int = 0) -> Docs:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(5, 40, size=n)
+    return Docs(rng.integers(2, 50, size=int(lengths.sum())), np.concatenate([[0], np.cumsum(lengths)]),
+                ["a" if i % 2 else "b" for i in range(n)])
+
+
+def _learner(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=classify", *TINY, *overrides])
+    docs, vocab = _docs(32), ["xxunk", "xxpad"] + [f"w{i}" for i in range(54)]
+    dls = clas_dataloaders(docs, _docs(16, seed=1), ["a", "b"], vocab, 8, 10, torch.device("cpu"))
+    info = classifier_info(model_info(cfg.model, len(vocab), 1.0), cfg.model.head, ["a", "b"], 0.5, 10)
+    return clas_learner(dls, build_classifier(info), cfg.train, resolve_precision("fp32", torch.device("cpu"))), \
+        cfg.train
+
+
+def test_the_best_epoch_over_all_phases_is_restored():
+    learn, train_cfg = _learner("train.epochs=3", "train.patience=null", "train.lr=0.05")
+    _, phases = fit_phases(learn, train_cfg)
+    losses = [(r["phase"], e, h["valid_loss"]) for r in phases for e, h in enumerate(r["history"])]
+    best = min(losses, key=lambda x: x[2])
+    assert (learn.kept_epoch["phase"], learn.kept_epoch["epoch"]) == best[:2]
+    assert kept_history(phases, learn.kept_epoch)["valid_loss"] == best[2]
+    # the weights in the model now are that epoch's: validating them gives its loss again
+    assert learn.validate()[0] == pytest.approx(best[2], rel=1e-5)
+
+
+def test_the_last_phase_stops_after_patience_epochs_without_improvement():
+    # an LR of ~0 leaves the validation loss where it is: no epoch after the first improves on it
+    learn, train_cfg = _learner("train.epochs=6", "train.patience=1", "train.lr=1e-30",
+                                "train.gradual_unfreezing=false")
+    _, phases = fit_phases(learn, train_cfg)
+    assert len(phases[-1]["history"]) == 2  # the first epoch, then one without improvement
+    assert learn.kept_epoch["epoch"] == 0
+
+
+def test_training_batches_are_whole_and_the_left_out_texts_change():
+    docs = _docs(90)
+    dl = clas_loader(docs, [0] * 90, 16, 70, shuffle=True, device=torch.device("cpu"))
+    seen = set()
+    for _ in range(6):
+        batches = list(dl.get_idxs())
+        assert len(batches) == 80  # 5 whole batches of 16; 10 texts sit the epoch out
+        seen |= set(int(i) for i in batches)
+        assert all(len(b[0]) == 16 for b in dl)
+    assert len(seen) > 80  # not the same 10 texts every epoch
+    # a set smaller than one batch still trains (one partial batch)
+    assert [len(b[0]) for b in clas_loader(_docs(5), [0] * 5, 16, 70, True, torch.device("cpu"))] == [5]
+
+
+class _Corpus:
+    def __init__(self, n: int):
+        self.docs = _docs(n)
+
+    def part(self, name: str) -> Docs:
+        return self.docs
+
+
+def test_a_label_budget_pays_for_its_validation():
+    keep, held = classification_split(_Corpus(1000), 0.1, seed=3, n_train=100)
+    assert (len(keep), len(held)) == (90, 10) and not set(keep) & set(held)
+    again = classification_split(_Corpus(1000), 0.1, seed=3, n_train=100)
+    assert all(np.array_equal(a, b) for a, b in zip((keep, held), again))
+    # without a budget: the hold-out of all labelled texts, as before
+    full = classification_split(_Corpus(1000), 0.1, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(full, holdout_split(1000, 0.1, 3)))
+
+
+def test_baselines_choose_C_on_validation():
+    from ulmfit.stages.baselines import fit_choosing_C, make_baseline
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(200)]
+    texts, y = [], []
+    for i in range(400):  # the label is carried by one word in a sea of noise words
+        label = i % 2
+        texts.append(" ".join([f"signal{label}", *rng.choice(words, 30)]))
+        y.append(label)
+    y = np.array(y)
+    pipe = make_baseline("tfidf", {"ngram_range": [1, 1], "min_df": 1, "max_features": None, "sublinear_tf": True,
+                                   "C": 1.0, "max_iter": 1000}, seed=0)
+    fitted, C, scores = fit_choosing_C(pipe, [1e-4, 10.0], texts[:300], y[:300], texts[300:], y[300:])
+    assert scores[10.0] > scores[1e-4] and C == 10.0
+    assert fitted[-1].C == 10.0
+
+
+def test_lm_epochs_fit_the_corpus():
+    cfg = {"epochs": "auto", "auto_tokens": 1_500_000, "max_epochs": 20}
+    assert auto_epochs(cfg, 68_000) == 20       # a few thousand questions: many passes (capped)
+    assert auto_epochs(cfg, 200_000) == 8
+    assert auto_epochs(cfg, 22_000_000) == 1    # IMDB's 100k reviews: one pass
+    assert auto_epochs({**cfg, "epochs": 3}, 68_000) == 3
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["stage=classify", "train.monitor=f1"], "train.monitor='f1' is not a metric of this stage"),
+    (["stage=lm_finetune", "train.monitor=recall"], "train.monitor='recall' is not a metric of this stage"),
+    (["stage=classify", "train.patience=0"], "train.patience=0 is not valid"),
+    (["stage=lm_finetune", "train.patience=-2"], "train.patience=-2 is not valid"),
+    (["stage=classify", "train.epochs=auto"], "train.epochs=auto sizes language-model training"),
+    (["stage=tfidf", "stage.params.C=[]"], "stage.params.C=[]"),
+])
+def test_bad_recipe_options_stop_before_any_work(args, fragment, tmp_path):
+    out = run_cli(*TINY, *args, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().startswith("ulmfit: error:") and fragment in out.stderr, out.stderr[-2000:]
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
