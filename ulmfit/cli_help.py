@@ -14,6 +14,7 @@ EXAMPLES = """\
   python -m ulmfit experiment=quickstart                               # the whole pipeline on the embedded sample
   python -m ulmfit stage=lm_finetune data=csv data.files.train=my.csv  # fine-tune the shipped LM on your texts
   python -m ulmfit stage=classify data=csv data.files.train=my.csv     # ... then a classifier on its encoder
+  python -m ulmfit stage=probe data=csv data.files.train=my.csv        # a linear probe of that encoder
   python -m ulmfit stage=classify data=trec data.root=../shared/data/trec
   python -m ulmfit stage=predict stage.input=new.csv stage.output=preds.csv stage.keep_columns=[id]
   python -m ulmfit -m stage=lm_finetune train.lr=1e-3,4e-3             # a sweep: one store entry per job

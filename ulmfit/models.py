@@ -8,13 +8,47 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import torch
 import torch.nn as nn
 from fastai.text.models.awdlstm import AWD_LSTM
-from fastai.text.models.core import get_language_model, get_text_classifier
+from fastai.text.models.core import PoolingLinearClassifier, SentenceEncoder, SequentialRNN, get_language_model
+from fastai.torch_core import to_detach
 
 from ulmfit.errors import UsageError
 
 ARCHS = {"awd_lstm": AWD_LSTM}
+POOL_LAYERS = ("last", "all")
+
+
+class AllLayersAWD_LSTM(AWD_LSTM):
+    """fastai's AWD-LSTM (same weights, same dropouts) returning every layer's outputs side by side instead of
+    the last layer's only, for a head that pools them all (``model.head.pool_layers=all``). An LM's last layer is
+    shaped for predicting the next word (and as narrow as the embedding); the wider layers below it carry more
+    of what a classifier needs (ELMo's finding)."""
+
+    def forward(self, inp: torch.Tensor, from_embeds: bool = False) -> torch.Tensor:
+        bs = inp.shape[0]
+        if bs != self.bs:
+            self._change_hidden(bs)
+        output = self.input_dp(inp if from_embeds else self.encoder_dp(inp))
+        outputs, new_hidden = [], []
+        for layer, (rnn, hid_dp) in enumerate(zip(self.rnns, self.hidden_dps)):
+            output, new_h = rnn(output, self.hidden[layer])
+            new_hidden.append(new_h)
+            outputs.append(output)
+            if layer != self.n_layers - 1:
+                output = hid_dp(output)
+        self.hidden = to_detach(new_hidden, cpu=False, gather=False)
+        return torch.cat(outputs, dim=-1)
+
+
+def pooled_width(config: Mapping[str, Any], pool_layers: str) -> int:
+    """Features per position the head pools: the last layer's (``emb_sz``), or every layer's."""
+    if pool_layers not in POOL_LAYERS:
+        raise UsageError(f"model.head.pool_layers={pool_layers!r}; use one of {', '.join(POOL_LAYERS)}.")
+    if pool_layers == "last":
+        return config["emb_sz"]
+    return config["n_hid"] * (config["n_layers"] - 1) + config["emb_sz"]
 _AWD_KEYS = ("emb_sz", "n_hid", "n_layers", "output_p", "hidden_p", "input_p", "embed_p", "weight_p",
              "tie_weights", "out_bias")
 _DECODER_KEYS = ("output_p", "tie_weights", "out_bias")  # LM decoder options; the classifier has no decoder
@@ -48,18 +82,24 @@ def classifier_info(encoder_info: Mapping[str, Any], head_cfg: Mapping[str, Any]
     """``model.json`` of a classifier: the encoder's architecture plus the concat-pooling head."""
     return {**encoder_info, "kind": "classifier", "classes": list(classes), "drop_mult": drop_mult,
             "head": {"lin_ftrs": list(head_cfg["lin_ftrs"]), "ps": list(head_cfg["ps"]),
-                     "max_len": head_cfg["max_len"], "bptt": bptt}}
+                     "max_len": head_cfg["max_len"], "bptt": bptt,
+                     "pool_layers": head_cfg.get("pool_layers", "last")}}
 
 
 def build_classifier(info: Mapping[str, Any]) -> nn.Module:
-    """fastai's text classifier: ``SentenceEncoder`` (BPT3C: the document in ``bptt`` chunks, outputs of the
-    last ``max_len`` tokens kept) + ``PoolingLinearClassifier`` ([last, max-pool, mean-pool] -> BatchNorm,
-    dropout, linear -> hidden ``lin_ftrs`` -> classes)."""
+    """fastai's text classifier, as ``get_text_classifier`` builds it: ``SentenceEncoder`` (BPT3C: the document
+    in ``bptt`` chunks, outputs of the last ``max_len`` tokens kept) + ``PoolingLinearClassifier`` ([last,
+    max-pool, mean-pool] -> BatchNorm, dropout, linear -> hidden ``lin_ftrs`` -> classes); the pooling reads the
+    last layer (fastai's) or every layer (``pool_layers=all``, ``AllLayersAWD_LSTM``)."""
     head = info["head"]
-    encoder_config = {k: v for k, v in info["config"].items() if k not in _DECODER_KEYS}
-    return get_text_classifier(ARCHS[info["arch"]], info["vocab_size"], len(info["classes"]), seq_len=head["bptt"],
-                               config=encoder_config, drop_mult=info["drop_mult"],
-                               lin_ftrs=list(head["lin_ftrs"]), ps=list(head["ps"]), max_len=head["max_len"])
+    pool_layers = head.get("pool_layers", "last")  # entries written before the option pooled the last layer
+    config = {k: v * info["drop_mult"] if k.endswith("_p") else v for k, v in info["config"].items()}
+    output_p = config.pop("output_p")
+    config = {k: v for k, v in config.items() if k not in _DECODER_KEYS}
+    arch = AllLayersAWD_LSTM if pool_layers == "all" else ARCHS[info["arch"]]
+    encoder = SentenceEncoder(head["bptt"], arch(info["vocab_size"], **config), pad_idx=1, max_len=head["max_len"])
+    layers = [pooled_width(info["config"], pool_layers) * 3, *head["lin_ftrs"], len(info["classes"])]
+    return SequentialRNN(encoder, PoolingLinearClassifier(layers, [output_p, *head["ps"]], bptt=head["bptt"]))
 
 
 def encoder_of(model: nn.Module) -> nn.Module:

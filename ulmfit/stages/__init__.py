@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
 from ulmfit.stages import (baselines, classify, evaluate, export_tokens, import_wt103, lm_finetune, perplexity,
-                           pipeline, predict, pretrain)
+                           pipeline, predict, pretrain, probe)
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ STAGES: dict[str, Stage] = {
     "pretrain": Stage(pretrain.run, "general-domain LM", ("valid_perplexity", "test_perplexity")),
     "lm_finetune": Stage(lm_finetune.run, "target-domain LM", ("valid_perplexity_before", "valid_perplexity")),
     "classify": Stage(classify.run, "ULMFiT classifier", ("test_accuracy", "test_error_rate")),
+    "probe": Stage(probe.run, "linear probe of the encoder", ("test_accuracy", "test_error_rate")),
     "pipeline": Stage(lambda cfg: pipeline.run(cfg, STAGES)),  # the steps' stages: this registry
     "predict": Stage(predict.run),
     "evaluate": Stage(evaluate.run),
