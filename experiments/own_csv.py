@@ -1,0 +1,163 @@
+"""Your own CSV, defaults only: the README's `data=csv` commands from the shipped LM in an empty store, against
+TF-IDF, NB-SVM and a linear probe on the same split. Writes experiments/results/own_csv.{csv,md}.
+
+    python -m experiments.own_csv --home runs/ --datasets ag_news imdb10k
+    python -m experiments.own_csv --home runs/ --datasets sentiment_dev --tag dev-x --set train.lr=5e-3   # recipe study
+
+Each dataset is written out as plain `text,label` CSVs (under <home>/csv/<dataset>/) and run exactly as a user
+would run their own file:
+
+    python -m ulmfit stage=lm_finetune data=csv data.files.train=train.csv data.files.test=test.csv
+    python -m ulmfit stage=classify    data=csv data.files.train=train.csv data.files.test=test.csv
+    python -m ulmfit stage=tfidf|nbsvm|probe data=csv ...   (same files)
+
+(plus `run_name=` so that a rerun resumes, and the `--set` overrides of a recipe study, which also name the
+entries through `--tag`: `lm.KEY=VALUE` reaches the LM fine-tuning only, `clas.KEY=VALUE` the classifier only). The datasets:
+
+* ``ag_news``: AG News test (7,600 news items, 4 classes; title + description) in a seeded 90/10 split.
+* ``imdb10k``: 10,000 IMDB training reviews (a seeded draw) as the training CSV; all 25,000 test reviews as test.
+* ``sentiment_dev``: short movie-review texts for choosing recipes without touching any test set: the last
+  sentence (5-40 words) of 10,600 IMDB *training* reviews, 9,600 to train on and 1,000 held out. Not a benchmark.
+
+Resumable: every run is a store entry ``<tag>-<dataset>-<method>``; each appends its row as it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import lzma
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments.common import (SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, result_rows,
+                                run_step, stamp)
+
+DATASETS = ("ag_news", "imdb10k", "sentiment_dev")
+METHODS = ("tfidf", "nbsvm", "probe", "ulmfit")
+SEED = 0  # the draws and splits that build the CSVs
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    df[["text", "label"]].to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+    tmp.replace(path)
+
+
+def ag_news(shared: Path, out: Path) -> None:
+    df = pd.read_csv(shared / "ag_news" / "test.csv", header=None, names=["cls", "title", "desc"])
+    names = (shared / "ag_news" / "classes.txt").read_text().split()
+    df["text"] = df["title"].str.strip() + ". " + df["desc"].str.replace("\\", " ", regex=False).str.strip()
+    df["label"] = [names[c - 1] for c in df["cls"]]
+    perm = np.random.default_rng(SEED).permutation(len(df))
+    n_test = len(df) // 10
+    _write(df.iloc[np.sort(perm[n_test:])], out / "train.csv")
+    _write(df.iloc[np.sort(perm[:n_test])], out / "test.csv")
+
+
+def _imdb(shared: Path, part: str) -> pd.DataFrame:
+    with lzma.open(shared / "imdb" / f"{part}.csv.xz", "rt", encoding="utf-8") as fh:
+        return pd.read_csv(fh, keep_default_na=False)
+
+
+def imdb10k(shared: Path, out: Path) -> None:
+    train = _imdb(shared, "train")
+    _write(train.iloc[np.sort(np.random.default_rng(SEED).permutation(len(train))[:10_000])], out / "train.csv")
+    _write(_imdb(shared, "test"), out / "test.csv")
+
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def last_sentence(review: str) -> str | None:
+    """The review's last sentence of 5-40 words (HTML line breaks removed), else None."""
+    sentences = [s.strip() for s in SENTENCE_END.split(review.replace("<br />", " ")) if s.strip()]
+    for s in reversed(sentences):
+        if 5 <= len(s.split()) <= 40:
+            return s
+    return None
+
+
+def sentiment_dev(shared: Path, out: Path) -> None:
+    train = _imdb(shared, "train")
+    train = train.assign(text=train["text"].map(last_sentence)).dropna(subset=["text"])
+    pick = train.iloc[np.random.default_rng(SEED).permutation(len(train))[:10_600]]
+    _write(pick.iloc[:9_600], out / "train.csv")
+    _write(pick.iloc[9_600:], out / "test.csv")
+
+
+BUILDERS = {"ag_news": ag_news, "imdb10k": imdb10k, "sentiment_dev": sentiment_dev}
+
+
+def dataset_files(home: Path, name: str, shared: Path) -> tuple[Path, Path]:
+    out = home / "csv" / name
+    if not (out / "test.csv").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        BUILDERS[name](shared, out)
+    return out / "train.csv", out / "test.csv"
+
+
+def plan(method: str, lm: str, train: Path, test: Path, extra: list[str]) -> tuple[str, list[str]]:
+    """(stage, overrides) of one method: the README's own-CSV command plus the files, a run name and ``extra``."""
+    files = ["data=csv", f"data.files.train={train}", f"data.files.test={test}"]
+    if method == "ulmfit":
+        return "classify", [*files, f"stage.parent={lm}", *extra]
+    if method == "probe":
+        return "probe", [*files, f"stage.parent={lm}", *extra]
+    return method, files
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache + CSVs")
+    ap.add_argument("--shared", type=Path, default=SHARED_DATA)
+    ap.add_argument("--datasets", nargs="+", default=["ag_news", "imdb10k"], choices=DATASETS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--tag", default="csv", help="prefix of the entries (a recipe study names its variant here)")
+    ap.add_argument("--lm-tag", help="the LM entries' prefix, to reuse another variant's LMs (default: --tag)")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides for the LM fine-tuning and the classifier (a recipe study; default: none)")
+    args = ap.parse_args()
+    home = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    log = home / "own_csv.log"
+    for dataset in args.datasets:
+        train, test = dataset_files(home, dataset, args.shared.resolve())
+        lm = f"{args.lm_tag or args.tag}-{dataset}-lm"
+        lm_set = [s for s in args.set if not s.startswith("clas.")]
+        clas_set = [s.removeprefix("clas.") for s in args.set if not s.startswith("lm.")]
+        lm_set = [s.removeprefix("lm.") for s in lm_set]
+        if {"ulmfit", "probe"} & set(args.methods):
+            run_step(home, "lm_finetune", lm, "data=csv", f"data.files.train={train}", f"data.files.test={test}",
+                     *lm_set, log=log)
+        lm_metrics = entry_metrics(home, "lm_finetune", lm) if {"ulmfit", "probe"} & set(args.methods) else {}
+        for method in args.methods:
+            entry = f"{args.tag}-{dataset}-{method}"
+            if any(r["entry"] == entry for r in result_rows("own_csv")):
+                continue
+            stage, overrides = plan(method, lm, train, test, clas_set if method in ("ulmfit", "probe") else [])
+            run_step(home, stage, entry, *overrides, log=log)
+            m = entry_metrics(home, stage, entry)
+            row = {"date": stamp(), "entry": entry, "dataset": dataset, "method": method,
+                   "overrides": " ".join(args.set), "n_train": m["n_train"], "n_valid": m["n_valid"],
+                   "n_test": m["n_test"], "valid_accuracy": round(m["valid_accuracy"], 4),
+                   "test_accuracy": round(m["test_accuracy"], 4), "train_s": round(m.get("train_seconds", 0)),
+                   "precision": entry_lineage(home, stage, entry).get("precision", "")}
+            if method in ("ulmfit", "probe"):
+                row.update(lm_ppl_before=round(lm_metrics["valid_perplexity_before"], 1),
+                           lm_ppl_after=round(lm_metrics["valid_perplexity"], 1), lm_epochs=lm_metrics["epochs"],
+                           lm_train_s=round(lm_metrics["train_seconds"]))
+            if method == "ulmfit":
+                row["kept_epoch"] = m.get("kept_epoch")
+            print(append_result("own_csv", row, "Your own CSV with the defaults: ULMFiT vs TF-IDF, NB-SVM and a "
+                                "linear probe", f"Generated by `python -m experiments.own_csv`, one row per run; "
+                                f"this header was last written on {hardware()}. `sentiment_dev` rows are the "
+                                "recipe study's development set (IMDB training reviews' last sentences), not a "
+                                "benchmark.", key="entry"), flush=True)
+
+
+if __name__ == "__main__":
+    main()
