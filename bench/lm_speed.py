@@ -165,8 +165,7 @@ def run(data: Path, steps: int, lr: float = 1e-2, drop_mult: float = 0.3, bs: in
     results["stock"] = run_json("bench.lm_speed", "stock", "--root", str(root), "--cache", str(cache), "--bs", str(bs),
                                 "--bptt", str(bptt), "--lr", str(lr), "--drop-mult", str(drop_mult), "--clip", str(clip))
     from ulmfit.errors import UsageError
-    from ulmfit.precision import resolve_precision
-    from ulmfit.training import resolve_device
+    from ulmfit.hardware import resolve_device, resolve_precision
     results["sides"] = ["stock", "fp32"]
     try:
         resolve_precision("bf16", resolve_device("auto"))

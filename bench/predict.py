@@ -88,7 +88,7 @@ def from_tokens(data: list[str], n_docs: int, model: str = "awd_lstm_cpu", devic
     from ulmfit.data.tokenizer import TokenIds
     from ulmfit.inference import load_ensemble
     from ulmfit.store import Store
-    from ulmfit.training import resolve_device
+    from ulmfit.hardware import resolve_device
 
     with tempfile.TemporaryDirectory(prefix="ulmfit-bench-predict-") as tmp:
         root = Path(tmp)

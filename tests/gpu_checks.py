@@ -123,7 +123,7 @@ def smoothed_loss_stays_on_the_gpu(_: argparse.Namespace) -> str:
 
 @check
 def precision_auto_on_this_gpu(_: argparse.Namespace) -> str:
-    from ulmfit.precision import resolve_precision
+    from ulmfit.hardware import resolve_precision
     got = resolve_precision("auto", CUDA)
     assert got == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     return got

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, imdb_csv, run_cli
-from ulmfit.precision import cpu_runs_bf16
+from ulmfit.hardware import cpu_runs_bf16
 from ulmfit.stages import get_stage
 from ulmfit.store.manifest import write_manifest
 

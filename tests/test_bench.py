@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ulmfit.precision import cpu_runs_bf16
+from ulmfit.hardware import cpu_runs_bf16
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the packages are found from the repository root

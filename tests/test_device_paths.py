@@ -25,7 +25,8 @@ from ulmfit.data.loaders import to_device_async
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
 from ulmfit.schema import validate
-from ulmfit.training import DeviceSmoothLoss, StopOnNonFinite, resolve_host_sync_every, resolve_lm_loss
+from ulmfit.hardware import resolve_host_sync_every, resolve_lm_loss
+from ulmfit.training import DeviceSmoothLoss, StopOnNonFinite
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 REPO = Path(__file__).resolve().parents[1]

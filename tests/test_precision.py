@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-import ulmfit.precision as precision_mod
+import ulmfit.hardware as hardware_mod
 from ulmfit import UsageError
-from ulmfit.precision import cpu_has_bf16_instructions, cpu_runs_bf16, resolve_precision
+from ulmfit.hardware import cpu_has_bf16_instructions, cpu_runs_bf16, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -25,8 +25,8 @@ def test_cpu_values_resolve_or_fail_with_the_fix():
 def test_bf16_on_cpu_follows_what_the_cpu_can_do(runs, fast, monkeypatch):
     """No AVX-512: refused (PyTorch's LSTM would fail at the first batch); AVX-512 without bf16 instructions:
     allowed when asked for, but auto keeps fp32; AVX512-BF16/AMX: auto picks bf16."""
-    monkeypatch.setattr(precision_mod, "cpu_runs_bf16", lambda: runs)
-    monkeypatch.setattr(precision_mod, "cpu_has_bf16_instructions", lambda: fast)
+    monkeypatch.setattr(hardware_mod, "cpu_runs_bf16", lambda: runs)
+    monkeypatch.setattr(hardware_mod, "cpu_has_bf16_instructions", lambda: fast)
     assert resolve_precision("auto", CPU) == ("bf16" if fast else "fp32")
     if runs:
         assert resolve_precision("bf16", CPU) == "bf16"

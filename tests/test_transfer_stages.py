@@ -13,7 +13,7 @@ from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.data.tokens import Docs
 from ulmfit.errors import UsageError
 from ulmfit.models import build_classifier, build_language_model, classifier_info, encoder_of, model_info
-from ulmfit.precision import resolve_precision
+from ulmfit.hardware import resolve_precision
 from ulmfit.stages import get_stage
 from ulmfit.store import Store, lineage_chain
 from ulmfit.training import clas_learner, fit_phases

@@ -26,7 +26,7 @@ from ulmfit.data.loaders import clas_loader
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import probs_in_input_order
 from ulmfit.store import Entry, Store
-from ulmfit.training import resolve_device
+from ulmfit.hardware import resolve_device
 from ulmfit.weights import load_model
 
 

@@ -15,9 +15,9 @@ from fastai.text.models.core import PoolingLinearClassifier, SentenceEncoder, Se
 from fastai.torch_core import to_detach
 
 from ulmfit.errors import UsageError
+from ulmfit.options import POOL_LAYERS
 
 ARCHS = {"awd_lstm": AWD_LSTM}
-POOL_LAYERS = ("last", "all")
 
 
 class AllLayersAWD_LSTM(AWD_LSTM):

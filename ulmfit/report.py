@@ -42,7 +42,7 @@ def hardware() -> str:
 
 def cpu_bf16() -> str:
     """What the CPU does with train.precision=bf16: CPU training speed depends on which of these it is."""
-    from ulmfit.precision import cpu_has_bf16_instructions, cpu_runs_bf16
+    from ulmfit.hardware import cpu_has_bf16_instructions, cpu_runs_bf16
     if cpu_has_bf16_instructions():
         return "bf16 instructions: AVX512-BF16/AMX"
     return "AVX-512 without bf16 instructions" if cpu_runs_bf16() else "no AVX-512: no CPU bf16"

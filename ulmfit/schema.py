@@ -14,6 +14,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ulmfit.errors import UsageError
+from ulmfit.options import (CLASSIFY_PARENT_STAGES, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, POOL_LAYERS, PRECISIONS,
+                            SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ RULES: dict[str, Rule] = {
     "model.n_layers": integer(1, "model.n_layers=3"),
     **{f"model.{p}": fraction(f"model.{p}=0.3") for p in ("output_p", "hidden_p", "input_p", "embed_p", "weight_p")},
     "model.head.max_len": integer(1, "model.head.max_len=1400"),
+    "model.head.pool_layers": choice(*POOL_LAYERS),
     # training
     "train.epochs": Rule("a whole number >= 0 or auto", lambda v: v == "auto" or _is_int(v) and v >= 0,
                          "train.epochs=2"),
@@ -95,11 +98,11 @@ RULES: dict[str, Rule] = {
     "train.monitor": Rule("a metric name", lambda v: isinstance(v, str) and v != "", "train.monitor=valid_loss",
                           nullable=True),
     "train.lr": positive("train.lr=4e-3"),
-    "train.schedule": choice("stlr", "one_cycle", "constant"),
+    "train.schedule": choice(*SCHEDULES),
     "train.stlr.cut_frac": fraction("train.stlr.cut_frac=0.1", closed=True),
     "train.stlr.ratio": positive("train.stlr.ratio=32"),
     "train.discr_factor": positive("train.discr_factor=2.6"),
-    "train.optimizer.name": choice("adam"),
+    "train.optimizer.name": choice(*OPTIMIZERS),
     "train.optimizer.beta1": fraction("train.optimizer.beta1=0.7"),
     "train.optimizer.beta2": fraction("train.optimizer.beta2=0.99"),
     "train.optimizer.eps": positive("train.optimizer.eps=1e-5"),
@@ -111,11 +114,11 @@ RULES: dict[str, Rule] = {
     "train.bs": integer(1, "train.bs=64"),
     "train.bptt": integer(1, "train.bptt=70"),
     "train.eval_bs": integer(1, "train.eval_bs=64"),
-    "train.precision": choice("auto", "fp32", "bf16", "fp16"),
+    "train.precision": choice(*PRECISIONS),
     "train.checkpoint_minutes": non_negative("train.checkpoint_minutes=20", nullable=True),
     "train.host_sync_every": Rule("auto or a positive whole number", lambda v: v == "auto" or _is_int(v) and v >= 1,
                                   "train.host_sync_every=100"),
-    "train.lm_loss": choice("auto", "blockwise", "fastai"),
+    "train.lm_loss": choice(*LM_LOSSES),
     "train.device": Rule("auto, cpu, cuda or cuda:<n>", device, "train.device=cpu"),
     "train.gradual_unfreezing": boolean("train.gradual_unfreezing=false"),
     "train.phase_epochs": integer(0, "train.phase_epochs=1"),
@@ -127,9 +130,9 @@ RULES: dict[str, Rule] = {
     "stage.lm_tokens": integer(1, "stage.lm_tokens=8000000", nullable=True),
     "stage.max_tokens": integer(1, "stage.max_tokens=10000000", nullable=True),
     "stage.lm_only_labelled": boolean("stage.lm_only_labelled=true"),
-    "stage.parent_stage": choice("lm_finetune", "pretrain", "none"),
+    "stage.parent_stage": choice(*CLASSIFY_PARENT_STAGES),
     "stage.bs": integer(1, "stage.bs=64"),
-    "logger.mode": choice("offline", "online", "disabled"),
+    "logger.mode": choice(*LOGGER_MODES),
     "logger.log_every": integer(1, "logger.log_every=10"),
     "logger.init_timeout": positive("logger.init_timeout=30"),
 }

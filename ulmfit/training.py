@@ -26,51 +26,16 @@ from ulmfit import tracking
 from ulmfit.allocator import AllocatorAdvice
 from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
-from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, local_device
+from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
-from ulmfit.precision import apply_precision, resolve_precision
+from ulmfit.hardware import resolve_host_sync_every, resolve_lm_loss
+from ulmfit.options import AUTO, OPTIMIZERS, SCHEDULES
+from ulmfit.precision import apply_precision
 from ulmfit.progress import use_progress
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
 
 log = logging.getLogger(__name__)
-SCHEDULES = ("stlr", "one_cycle", "constant")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when available, else CPU."""
-    if name == "auto":
-        return local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu or auto.")
-    return local_device(torch.device(name))
-
-
-def resolve_hardware(train_cfg: Mapping[str, Any]) -> tuple[torch.device, str]:
-    """The device and precision (``auto`` resolved) a stage trains with, checked before it reads any data."""
-    device = resolve_device(train_cfg["device"])
-    precision = resolve_precision(train_cfg["precision"], device)
-    log.info("training on %s in %s", device, precision)
-    return device, precision
-
-
-HOST_SYNC_EVERY_CUDA = 100  # a host read waits for every queued kernel: on a GPU, read the loss check this seldom
-
-
-def resolve_host_sync_every(value: str | int, device: torch.device) -> int:
-    """``train.host_sync_every``: ``auto`` = every step on CPU (reads cost nothing there), else
-    ``HOST_SYNC_EVERY_CUDA``."""
-    if value == "auto":
-        return 1 if device.type == "cpu" else HOST_SYNC_EVERY_CUDA
-    return int(value)
-
-
-def resolve_lm_loss(value: str, device: torch.device) -> str:
-    """``train.lm_loss``: ``auto`` = ``blockwise`` on CPU, where the memory traffic of fp32 logits dominates a step,
-    ``fastai`` on CUDA, where the block loop's many small kernels would cost more than that traffic."""
-    if value == "auto":
-        return "blockwise" if device.type == "cpu" else "fastai"
-    return value
 
 
 def device_choices(learn) -> dict[str, Any]:
@@ -85,8 +50,8 @@ def seed_everything(seed: int) -> None:
 
 def optimizer(opt_cfg: Mapping[str, Any]) -> Callable:
     """fastai Adam with the configured betas (``train.optimizer``; the paper's are beta1 0.7, beta2 0.99)."""
-    if opt_cfg["name"] != "adam":
-        raise UsageError(f"Unknown optimizer {opt_cfg['name']!r}; only 'adam' is supported.")
+    if opt_cfg["name"] not in OPTIMIZERS:
+        raise UsageError(f"Unknown optimizer {opt_cfg['name']!r}; use one of {', '.join(OPTIMIZERS)}.")
     return partial(Adam, mom=opt_cfg["beta1"], sqr_mom=opt_cfg["beta2"], eps=opt_cfg["eps"])
 
 
@@ -272,11 +237,6 @@ def lm_valid(row: Mapping[str, float]) -> dict[str, float]:
     """The LM's validation metrics in one epoch's record, as fastai's Recorder measured them at its end
     (no second validation pass; in data-parallel runs gathered from every process)."""
     return {"loss": row["valid_loss"], "accuracy": row["accuracy"], "perplexity": float(math.exp(row["valid_loss"]))}
-
-
-AUTO = "auto"
-LM_MONITORS = ("valid_loss", "accuracy", "perplexity")  # what a language model's Recorder has
-CLAS_MONITORS = ("valid_loss", "accuracy")
 
 
 def auto_epochs(train_cfg: Mapping[str, Any], n_tokens: int) -> int:

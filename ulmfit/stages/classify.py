@@ -17,17 +17,18 @@ from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
+from ulmfit.hardware import resolve_hardware
+from ulmfit.options import AUTO, CLAS_MONITORS, CLASSIFY_PARENT_STAGES
 from ulmfit.stages.common import (data_identity, find_parent, open_run, parent_data, parent_ref,
                                   save_entry)
 from ulmfit.store import Entry
 from ulmfit.precision import scoring_in_fp32
-from ulmfit.training import (AUTO, CLAS_MONITORS, check_monitor, clas_learner, device_choices, fit_phases,
-                             kept_history, resolve_hardware, seed_everything)
+from ulmfit.training import check_monitor, clas_learner, device_choices, fit_phases, kept_history, seed_everything
 from ulmfit.weights import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
 STAGE = "classify"
-PARENT_STAGES = ("lm_finetune", "pretrain", "none")
+PARENT_STAGES = CLASSIFY_PARENT_STAGES
 
 
 def run(cfg: DictConfig) -> Entry:

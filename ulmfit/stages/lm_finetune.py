@@ -19,9 +19,10 @@ from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import data_source, find_parent, open_run, parent_ref, save_entry
 from ulmfit.store import Entry
-from ulmfit.training import (LM_MONITORS, auto_epochs, check_monitor, device_choices, fit_phases, kept_history,
-                             lm_valid, lm_eval, lm_learner, lm_plan, resolve_hardware,
-                             seed_everything)
+from ulmfit.hardware import resolve_hardware
+from ulmfit.options import LM_MONITORS
+from ulmfit.training import (auto_epochs, check_monitor, device_choices, fit_phases, kept_history, lm_valid, lm_eval,
+                             lm_learner, lm_plan, seed_everything)
 from ulmfit.weights import check_direction, transferred_lm_weights
 
 log = logging.getLogger(__name__)

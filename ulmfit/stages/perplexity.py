@@ -23,7 +23,8 @@ from ulmfit.errors import UsageError
 from ulmfit.files import write_atomic
 from ulmfit.report import print_table
 from ulmfit.store import Store
-from ulmfit.training import lm_eval, lm_learner, resolve_hardware
+from ulmfit.hardware import resolve_hardware
+from ulmfit.training import lm_eval, lm_learner
 from ulmfit.weights import load_model
 
 

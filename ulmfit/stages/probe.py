@@ -29,15 +29,17 @@ from ulmfit.data.tokens import Docs
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics
 from ulmfit.models import build_classifier, classifier_info
+from ulmfit.hardware import resolve_hardware
+from ulmfit.options import PROBE_PARENT_STAGES
 from ulmfit.report import print_table
 from ulmfit.stages.common import data_identity, find_parent, open_store, parent_data, parent_ref
 from ulmfit.store import Entry
-from ulmfit.training import clas_learner, resolve_hardware, seed_everything
+from ulmfit.training import clas_learner, seed_everything
 from ulmfit.weights import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
 STAGE = "probe"
-PARENT_STAGES = ("lm_finetune", "pretrain")
+PARENT_STAGES = PROBE_PARENT_STAGES
 
 
 def pooled_features(learn, docs: Docs, bs: int, bptt: int, backwards: bool) -> np.ndarray:
