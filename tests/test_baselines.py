@@ -23,6 +23,7 @@ def _cfg(stage: str, root, *overrides: str):
 def test_baseline_stage_on_imdb_slice(stage, tmp_path, mini_imdb):
     entry = get_stage(stage)(_cfg(stage, tmp_path, *imdb_csv(mini_imdb), "data.n_train=100", "run_name=b"))
     m = entry.metrics
+    assert entry.lineage["data"]["source"].startswith("csv (") and entry.lineage["precision"] is None
     assert m["n_train"] == 100 and m["test_confusion_matrix"]["labels"] == ["neg", "pos"]
     assert 0.5 < m["test_accuracy"] <= 1.0  # 100 reviews already beat chance
     assert entry.lineage["data"]["n_train"] == 100 and {p.name for p in entry.path.iterdir()} == {

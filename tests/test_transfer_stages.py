@@ -43,6 +43,11 @@ def test_lineage_links_the_three_entries(chain):
     assert refs == ["classify/clas", "lm_finetune/ft", "pretrain/pre"]
     assert ft.lineage["data"]["parts"] == ["train", "unsup"]   # the LM saw train + unlabelled texts
     assert clas.lineage["parent"]["name"] == "ft"
+    # one lineage builder (ulmfit.stages.common.lineage): the same keys in every stage's entry
+    keys = {"stage", "name", "created", "parent", "data", "parent_data", "precision", "environment"}
+    assert all(keys <= set(e.lineage) for e in (pre, ft, clas))
+    assert all({"fingerprint", "format", "source", "parts"} <= set(e.lineage["data"]) for e in (pre, ft, clas))
+    assert pre.lineage["parent_data"] is None and ft.lineage["parent_data"]["same_as_this_run"] is False
 
 
 def test_vocab_transfer_keeps_pretrained_rows(chain):
@@ -325,6 +330,7 @@ def test_default_parent_is_the_latest_fine_tuned_on_the_same_data(chain, tmp_pat
     import json
     import shutil
     from ulmfit.stages.common import data_identity, find_parent
+    from ulmfit.store.manifest import write_manifest
     root, _, ft, clas = chain
     assert clas.lineage["parent_data"]["same_as_this_run"] is True
     assert clas.lineage["data"]["source"].startswith("csv (")
@@ -336,6 +342,7 @@ def test_default_parent_is_the_latest_fine_tuned_on_the_same_data(chain, tmp_pat
     lineage["data"].update(fingerprint="0" * 24, source="trec (data/trec)")
     lineage["created"] = "9999-01-01T00:00:00"
     (other / "lineage.json").write_text(json.dumps(lineage))
+    write_manifest(other)  # as the store writes an entry: its files' checksums last
     store = Store(store_dir)
     assert store.latest("lm_finetune").name == "ft_trec"
 

@@ -24,13 +24,11 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from ulmfit import tracking
 from ulmfit.data import labelled_classes, load_corpus, scored_test, split_of
 from ulmfit.data.tokens import Docs, TokenizedCorpus
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics
-from ulmfit.report import print_table
-from ulmfit.stages.common import open_store
+from ulmfit.stages.common import lineage, open_store, save_entry
 from ulmfit.store import Entry
 
 
@@ -153,13 +151,5 @@ def run(cfg: DictConfig) -> Entry:
                     "train_seconds": round(seconds, 2), "n_train": int(len(keep)), "n_valid": int(len(held)),
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "n_features": int(len(pipe[0].vocabulary_)), "classes": classes})
-    lineage = {"parent": None, "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                        "parts": ["train"], "n_train": int(len(keep)), "n_valid": int(len(held)),
-                                        "n_test": metrics["n_test"]}}
-    with store.create(stage, name, lineage) as w:
-        w.save_json("metrics.json", metrics)
-        w.save_config(cfg)
-    entry = store.get(stage, name)
-    tracking.current().log_summary(metrics)
-    print_table(f"{stage} -> {entry.path}", metrics)
-    return entry
+    taken = {"parts": ["train"], "n_train": int(len(keep)), "n_valid": int(len(held)), "n_test": metrics["n_test"]}
+    return save_entry(store, stage, name, cfg, metrics=metrics, lineage=lineage(cfg, corpus, taken))

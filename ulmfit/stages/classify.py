@@ -19,11 +19,10 @@ from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import AUTO, CLAS_MONITORS, CLASSIFY_PARENT_STAGES
-from ulmfit.stages.common import (data_identity, find_parent, open_run, parent_data, parent_ref,
-                                  save_entry)
+from ulmfit.stages.common import data_identity, find_parent, lineage, open_run, save_entry
 from ulmfit.store import Entry
 from ulmfit.precision import scoring_in_fp32
-from ulmfit.training import check_monitor, clas_learner, device_choices, fit_phases, kept_history, seed_everything
+from ulmfit.training import check_monitor, clas_learner, fit_phases, kept_history, seed_everything
 from ulmfit.weights import check_direction, load_encoder
 
 log = logging.getLogger(__name__)
@@ -83,10 +82,7 @@ def run(cfg: DictConfig) -> Entry:
     metrics.update({"train_seconds": round(seconds, 1), "n_train": len(train), "n_valid": len(valid),
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "classes": classes, "phases": phases})
-    lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                                       "source": data["source"], "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
-                                                       "n_test": metrics["n_test"]}}
-    lineage["parent_data"] = parent_data(parent, data)
-    lineage.update(precision=precision, **device_choices(learn))  # what the auto options ran as
+    taken = {"parts": ["train"], "n_train": len(train), "n_valid": len(valid), "n_test": metrics["n_test"]}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn),
+                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

@@ -1,4 +1,4 @@
-"""Glue every stage shares: opening the store, finding the parent, writing the entry."""
+"""Glue every stage shares: opening the store, finding the parent, the lineage, writing the entry."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from ulmfit import tracking
 from ulmfit.checkpoint import ResumeState, RunCheckpoint
 from ulmfit.data.portable import portable_fingerprint
 from ulmfit.data.readers import make_reader
-from ulmfit.data.tokens import TokenizerSettings, fingerprint
+from ulmfit.data.tokens import TokenizedCorpus, TokenizerSettings, fingerprint
 from ulmfit.errors import UsageError
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
+from ulmfit.training import device_choices
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +119,39 @@ def parent_ref(parent: Entry | None) -> dict[str, str] | None:
     return {"stage": parent.stage, "name": parent.name, "created": parent.created} if parent else None
 
 
-def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, model: torch.nn.Module,
-               vocab: list[str], info: Mapping[str, Any], metrics: Mapping[str, Any],
-               lineage: Mapping[str, Any],
+def lineage(cfg: DictConfig, corpus: TokenizedCorpus | None, data: Mapping[str, Any] | None = None, *,
+            parent: Entry | None = None, precision: str | None = None, learn=None, **extra: Any) -> dict[str, Any]:
+    """The lineage every stage records (the store adds its creation time and environment):
+
+    - ``parent``: the entry it started from (None: none);
+    - ``data``: the corpus it read (its token-cache ``fingerprint``, ``format``, ``source``) and what it took of
+      it (``data``: parts, n_train/n_valid/n_test, lm_tokens); None for a stage that read no corpus;
+    - ``parent_data``: the parent's corpus, and whether it is this run's (None without a parent or corpus);
+    - ``precision``: what the network ran in (``auto`` resolved; None where no network ran), and with ``learn``
+      what the other device-dependent ``auto`` options ran as (``device_choices``);
+    - ``extra``: what only this stage records (``imported_from``)."""
+    this = None if corpus is None else {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
+                                        "source": data_source(cfg.data), **(data or {})}
+    return {"parent": parent_ref(parent), "data": this,
+            "parent_data": parent_data(parent, this) if this is not None else None,
+            "precision": precision, **(device_choices(learn) if learn is not None else {}), **extra}
+
+
+def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, metrics: Mapping[str, Any],
+               lineage: Mapping[str, Any], model: torch.nn.Module | None = None, vocab: list[str] | None = None,
+               info: Mapping[str, Any] | None = None,
                curves: Mapping[str, Any] | None = None, checkpoint: RunCheckpoint | None = None) -> Entry:
-    """Write a complete entry atomically and print its metrics (``curves``: per-step training curves).
+    """Write a complete entry atomically and print its metrics: its ``model`` (weights, ``vocab``, ``info``) where
+    it has one (the baselines and the probe keep none), ``curves`` (per-step training curves), config, lineage.
     A training run's ``checkpoint`` is recorded in the lineage when the run was resumed, then removed."""
     lineage = dict(lineage)
     if checkpoint is not None and checkpoint.resumed:
         lineage["resumed"] = checkpoint.resumed
     with store.create(stage, name, lineage) as w:
-        w.save_model(model)  # an LM's encoder is its module 0: classify loads it from here (ulmfit.weights)
-        w.save_json("vocab.json", vocab)
-        w.save_json("model.json", dict(info))
+        if model is not None:
+            w.save_model(model)  # an LM's encoder is its module 0: classify loads it from here (ulmfit.weights)
+            w.save_json("vocab.json", vocab)
+            w.save_json("model.json", dict(info))
         w.save_json("metrics.json", dict(metrics))
         if curves is not None:
             w.save_json("curves.json", dict(curves))

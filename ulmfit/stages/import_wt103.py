@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ulmfit.errors import UsageError
 from ulmfit.data.tokens import file_sha256
 from ulmfit.weights import fastai_language_model
-from ulmfit.stages.common import open_store, save_entry
+from ulmfit.stages.common import lineage, open_store, save_entry
 from ulmfit.store import Entry
 
 log = logging.getLogger(__name__)
@@ -58,4 +58,4 @@ def run(cfg: DictConfig) -> Entry:
               "vocab_sha256": file_sha256(vocab_path)}
     metrics = {"imported": True, "vocab_size": len(vocab), "n_parameters": sum(p.numel() for p in model.parameters())}
     return save_entry(store, STAGE, name, cfg, model=model, vocab=vocab, info=info, metrics=metrics,
-                      lineage={"parent": None, "imported_from": source})
+                      lineage=lineage(cfg, None, imported_from=source))

@@ -17,11 +17,11 @@ from ulmfit.data.streams import within_budget
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import data_source, find_parent, open_run, parent_ref, save_entry
+from ulmfit.stages.common import find_parent, lineage, open_run, save_entry
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS
-from ulmfit.training import (auto_epochs, check_monitor, device_choices, fit_phases, kept_history, lm_valid, lm_eval,
+from ulmfit.training import (auto_epochs, check_monitor, fit_phases, kept_history, lm_valid, lm_eval,
                              lm_learner, lm_plan, seed_everything)
 from ulmfit.weights import check_direction, transferred_lm_weights
 
@@ -86,9 +86,7 @@ def run(cfg: DictConfig) -> Entry:
                "tokens_per_second": round(train.n_tokens * epochs / seconds, 1),
                "tokenize_cache_hit": corpus.cache_hit, "tokenize_seconds": round(corpus.seconds, 2),
                "history": history}
-    lineage = {"parent": parent_ref(parent), "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                        "source": data_source(cfg.data),
-                                                       "parts": parts, "lm_tokens": budget}}
-    lineage.update(precision=precision, **device_choices(learn))  # what the auto options ran as
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
-                      lineage=lineage, curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      lineage=lineage(cfg, corpus, {"parts": parts, "lm_tokens": budget}, parent=parent,
+                                      precision=precision, learn=learn),
+                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint)

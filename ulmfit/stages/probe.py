@@ -22,7 +22,6 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ulmfit import tracking
 from ulmfit.data import labelled_classes, load_corpus, numericalize, scored_test, split_of
 from ulmfit.data.loaders import clas_dataloaders, clas_loader
 from ulmfit.data.tokens import Docs
@@ -31,8 +30,7 @@ from ulmfit.evaluation import classification_metrics
 from ulmfit.models import build_classifier, classifier_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import PROBE_PARENT_STAGES
-from ulmfit.report import print_table
-from ulmfit.stages.common import data_identity, find_parent, open_store, parent_data, parent_ref
+from ulmfit.stages.common import data_identity, find_parent, lineage, open_store, save_entry
 from ulmfit.store import Entry
 from ulmfit.training import clas_learner, seed_everything
 from ulmfit.weights import check_direction, load_encoder
@@ -77,7 +75,8 @@ def run(cfg: DictConfig) -> Entry:
     model[1].layers = torch.nn.Sequential()  # no head: the pooled features are the output
     dls = clas_dataloaders(train, valid, classes, parent.vocab, cfg.train.eval_bs, cfg.train.bptt, device,
                            cfg.backwards, eval_bs=cfg.train.eval_bs)
-    learn = clas_learner(dls, model, cfg.train, "fp32")  # features in fp32: the figures of one precision
+    precision = "fp32"  # features in fp32: the figures of one precision
+    learn = clas_learner(dls, model, cfg.train, precision)
     t0 = time.perf_counter()
     feats = {part: pooled_features(learn, d, cfg.train.eval_bs, cfg.train.bptt, cfg.backwards)
              for part, d in (("train", train), ("valid", valid), ("test", test)) if d is not None}
@@ -107,14 +106,6 @@ def run(cfg: DictConfig) -> Entry:
                     "feature_seconds": round(feature_seconds, 1), "train_seconds": round(fit_seconds, 2),
                     "n_train": len(train), "n_valid": len(valid), "n_test": len(test) if test is not None else 0,
                     "classes": classes})
-    lineage = {"parent": parent_ref(parent), "parent_data": parent_data(parent, data),
-               "data": {"fingerprint": corpus.fingerprint, "format": cfg.data.format, "source": data["source"],
-                        "parts": ["train"], "n_train": len(train), "n_valid": len(valid),
-                        "n_test": metrics["n_test"]}}
-    with store.create(STAGE, name, lineage) as w:
-        w.save_json("metrics.json", metrics)
-        w.save_config(cfg)
-    entry = store.get(STAGE, name)
-    tracking.current().log_summary(metrics)
-    print_table(f"{STAGE} -> {entry.path}", metrics)
-    return entry
+    taken = {"parts": ["train"], "n_train": len(train), "n_valid": len(valid), "n_test": metrics["n_test"]}
+    return save_entry(store, STAGE, name, cfg, metrics=metrics,
+                      lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn))
