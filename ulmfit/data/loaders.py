@@ -41,11 +41,12 @@ class StreamLMDataLoader(DataLoader):
     tokens, and batch ``b`` is columns ``b*seq_len .. b*seq_len+seq_len`` of every row (targets shifted by
     one). A batch is gathered with one vectorised read of ``bs * (seq_len + 1)`` tokens, so memory does
     not grow with the corpus; without shuffling the batches equal ``LMDataLoader``'s token for token.
+    ``bs`` and ``seq_len`` have no defaults here: they are ``train.bs`` and ``train.bptt`` (conf/train/).
     """
 
     n_inp = 1
 
-    def __init__(self, stream: TokenStream, bs: int = 64, seq_len: int = 72, shuffle: bool = False,
+    def __init__(self, stream: TokenStream, bs: int, seq_len: int, shuffle: bool = False,
                  backwards: bool = False, device: torch.device | None = None, **kwargs):
         self.stream, self.seq_len, self.backwards = stream, seq_len, backwards
         corpus = (stream.n_tokens - 1) // bs * bs  # the last token is only a target; the tail < bs is dropped
