@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -51,6 +52,11 @@ def main() -> None:
         from ulmfit.cli_help import render
         print(render())
         return
+    from ulmfit.allocator import reexec_with_replacement
+    restart = reexec_with_replacement(sys.argv[1:])
+    if restart is not None:  # the same command under tcmalloc/jemalloc, chosen before anything is allocated
+        command, env = restart
+        os.execve(command[0], command, env)
     try:
         _run()
     except SystemExit as e:

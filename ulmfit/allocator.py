@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-import time
+import sys
 from pathlib import Path
 
-from fastai.callback.core import Callback
 
 log = logging.getLogger(__name__)
 
@@ -62,26 +61,17 @@ def preload_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class AllocatorAdvice(Callback):
-    """On CPU under glibc malloc, once per process and only once a run has trained for ``after_minutes`` (short
-    runs never grow enough to matter), warn how to run with a replacement allocator instead."""
+REEXEC_MARK = "ULMFIT_ALLOCATOR_CHOSEN"  # set in the re-executed process, so it never re-executes again
 
-    warned = False  # per process: a pipeline or a sweep in one process warns once
 
-    def __init__(self, after_minutes: float = 10.0):
-        self.after = after_minutes * 60
-
-    def before_fit(self) -> None:  # the clock runs from the first fit (phase) on
-        self.t0 = getattr(self, "t0", time.perf_counter())
-        self.active = not AllocatorAdvice.warned and self.dls.device.type == "cpu" and active_allocator() == "glibc"
-
-    def after_batch(self) -> None:
-        if not (self.active and self.training) or time.perf_counter() - self.t0 < self.after:
-            return
-        AllocatorAdvice.warned, self.active = True, False
-        lib = find_replacement()
-        how = (f"LD_PRELOAD={lib} python -m ulmfit ..." if lib else
-               "install tcmalloc (Debian/Ubuntu: apt-get install libtcmalloc-minimal4) and run with "
-               "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python -m ulmfit ...")
-        log.warning("Long CPU training under glibc malloc: its arenas fragment, so resident memory grows for as long "
-                    "as the run lasts and can exhaust the machine. Next time start it with %s", how)
+def reexec_with_replacement(argv: list[str], env: dict[str, str] | None = None) -> tuple[list[str], dict] | None:
+    """The command and environment to restart ``python -m ulmfit <argv>`` under tcmalloc/jemalloc, or None to go
+    on as is: where no replacement is installed, one is already preloaded, this is not Linux, the process was
+    restarted already, or ``ULMFIT_MALLOC=system`` asks for the C library's malloc. Training steps run
+    faster under tcmalloc than under glibc malloc (bench/allocator.md), and memory stays flat."""
+    env = dict(os.environ if env is None else env)
+    if not sys.platform.startswith("linux") or env.get(REEXEC_MARK) or env.get("ULMFIT_MALLOC") == "system":
+        return None
+    if "malloc" in env.get("LD_PRELOAD", "") or find_replacement() is None:
+        return None
+    return [sys.executable, "-m", "ulmfit", *argv], {**preload_env(env), REEXEC_MARK: "1"}

@@ -13,6 +13,8 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
 
+from ulmfit.allocator import active_allocator, find_replacement
+
 log = logging.getLogger("ulmfit.progress")
 INTERVAL = 30.0  # seconds between progress lines without a terminal
 SLOWDOWN = 3.0   # a progress interval this many times slower than the fit's best is worth a warning
@@ -87,3 +89,28 @@ def use_progress(learn: Learner, interval: float = INTERVAL) -> Learner:
         learn.add_cb(cb)
         learn.logger = cb.log_epoch
     return learn
+
+
+class AllocatorAdvice(Callback):
+    """On CPU under glibc malloc, once per process and only once a run has trained for ``after_minutes`` (short
+    runs never grow enough to matter), warn how to run with a replacement allocator instead."""
+
+    warned = False  # per process: a pipeline or a sweep in one process warns once
+
+    def __init__(self, after_minutes: float = 10.0):
+        self.after = after_minutes * 60
+
+    def before_fit(self) -> None:  # the clock runs from the first fit (phase) on
+        self.t0 = getattr(self, "t0", time.perf_counter())
+        self.active = not AllocatorAdvice.warned and self.dls.device.type == "cpu" and active_allocator() == "glibc"
+
+    def after_batch(self) -> None:
+        if not (self.active and self.training) or time.perf_counter() - self.t0 < self.after:
+            return
+        AllocatorAdvice.warned, self.active = True, False
+        lib = find_replacement()
+        how = (f"LD_PRELOAD={lib} python -m ulmfit ..." if lib else
+               "install tcmalloc (Debian/Ubuntu: apt-get install libtcmalloc-minimal4) and run with "
+               "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 python -m ulmfit ...")
+        log.warning("Long CPU training under glibc malloc: its arenas fragment, so resident memory grows for as long "
+                    "as the run lasts and can exhaust the machine. Next time start it with %s", how)

@@ -23,7 +23,6 @@ from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit import tracking
-from ulmfit.allocator import AllocatorAdvice
 from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, restore_rng, restore_training_state
 from ulmfit.curves import CurveRecorder
 from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process
@@ -32,7 +31,7 @@ from ulmfit.losses import BlockwiseCrossEntropyLossFlat
 from ulmfit.hardware import resolve_host_sync_every, resolve_lm_loss
 from ulmfit.options import AUTO, OPTIMIZERS, SCHEDULES
 from ulmfit.precision import apply_precision
-from ulmfit.progress import use_progress
+from ulmfit.progress import AllocatorAdvice, use_progress
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
 
 log = logging.getLogger(__name__)
