@@ -128,3 +128,18 @@ def test_bad_recipe_options_stop_before_any_work(args, fragment, tmp_path):
     assert out.stderr.strip().startswith("ulmfit: error:") and fragment in out.stderr, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
+
+
+def test_rare_words_the_parent_knows_can_stay_in_the_vocabulary():
+    from collections import Counter
+    from ulmfit.data.tokens import with_parent_words
+    vocab = ["xxunk", "xxpad", "good", "film", "xxfake", "xxfake", "xxfake", "xxfake"]
+    counts = Counter({"good": 5, "film": 4, "superb": 1, "zzyzx": 1})
+    parent = ["xxunk", "xxpad", "superb", "dreadful", "film"]
+    assert with_parent_words(vocab, counts, parent, "none") == vocab
+    seen = with_parent_words(vocab, counts, parent, "seen")
+    assert seen[:5] == ["xxunk", "xxpad", "good", "film", "superb"] and len(seen) % 8 == 0
+    assert "dreadful" not in seen and "zzyzx" not in seen  # never in the texts / unknown to the parent
+    assert "dreadful" in with_parent_words(vocab, counts, parent, "all")
+    with pytest.raises(Exception, match="stage.parent_vocab"):
+        with_parent_words(vocab, counts, parent, "most")

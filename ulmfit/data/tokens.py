@@ -261,6 +261,25 @@ def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, m
     return make_vocab(corpus.counts(parts, docs), min_freq=min_freq, max_vocab=max_vocab)
 
 
+PARENT_VOCAB = ("none", "seen", "all")
+
+
+def with_parent_words(vocab: list[str], counts: Counter, parent_vocab: Sequence[str], keep: str) -> list[str]:
+    """``vocab`` (the target corpus's frequent tokens) plus words the parent LM already has embeddings for:
+    ``seen`` adds those that occur in the target texts at all (below ``min_freq``), ``all`` every one; ``none``
+    leaves it as fastai builds it. A word dropped for rarity becomes ``xxunk`` in training and at prediction,
+    although the pretrained LM knows it: on a few thousand short texts many of the words that carry the label
+    are that rare. Padded to a multiple of 8 again, as fastai's ``make_vocab`` does."""
+    if keep not in PARENT_VOCAB:
+        raise UsageError(f"stage.parent_vocab={keep!r}; use one of {', '.join(PARENT_VOCAB)}.")
+    if keep == "none":
+        return vocab
+    have = {t for t in vocab if t != "xxfake"}
+    extra = [t for t in parent_vocab if t not in have and t != "xxfake" and (keep == "all" or counts.get(t, 0) > 0)]
+    out = [t for t in vocab if t != "xxfake"] + extra
+    return out + ["xxfake"] * (-len(out) % 8)
+
+
 def numericalize(corpus: TokenizedCorpus, part: str, vocab: Sequence[str]) -> Docs:
     """Map a part's cached ids to ``vocab`` ids (unknown tokens -> ``xxunk``), as int64 for PyTorch."""
     docs = corpus.part(part)

@@ -12,6 +12,7 @@ import logging
 from omegaconf import DictConfig, open_dict
 
 from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
+from ulmfit.data.tokens import PARENT_VOCAB, with_parent_words
 from ulmfit.data.loaders import lm_dataloaders
 from ulmfit.data.streams import within_budget
 from ulmfit.errors import UsageError
@@ -31,6 +32,8 @@ STAGE = "lm_finetune"
 
 def run(cfg: DictConfig) -> Entry:
     check_monitor(cfg.train, LM_MONITORS)
+    if cfg.stage.parent_vocab not in PARENT_VOCAB:
+        raise UsageError(f"stage.parent_vocab={cfg.stage.parent_vocab!r}; use one of {', '.join(PARENT_VOCAB)}.")
     store, name, checkpoint, resume = open_run(cfg, STAGE)
     parent = find_parent(store, "pretrain", cfg.stage.parent)
     if parent is not None:
@@ -50,6 +53,8 @@ def run(cfg: DictConfig) -> Entry:
         train, valid, vocab = labelled_lm_splits(corpus, cfg.data, cfg.data_seed)
     else:
         vocab = build_vocab(corpus, parts, cfg.data.max_vocab, cfg.data.min_freq)
+        if parent is not None:  # rare target words the pretrained LM already knows stay words, not xxunk
+            vocab = with_parent_words(vocab, corpus.counts(parts), parent.vocab, cfg.stage.parent_vocab)
         train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.data_seed)
     budget = cfg.stage.lm_tokens
     train = within_budget(train, budget, cfg.data_seed)
