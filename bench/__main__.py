@@ -3,7 +3,7 @@
     python -m bench                      # full run on ../shared/data (bench/README.md: how long it took)
     python -m bench --smoke --out DIR    # seconds-scale run on the embedded sample (what CI runs)
     python -m bench --only a,c           # a subset: a+b (LM speed, roofline), c, d, e
-    python -m bench --gpu --tokens .gpu/corpora [--profile]   # only the GPU section (bench/gpu.py) -> bench/gpu.md
+    python -m bench --gpu --tokens .gpu/corpora [--profile]   # only the GPU section (bench/gpu/) -> bench/gpu.md
 
 Each figure is measured side by side in the same run, every training/measurement in a fresh process.
 """

@@ -1,7 +1,7 @@
-"""What only the benchmarks need: a measurement in a fresh process that reports JSON, and WikiText slices.
-Running a process and the repository paths are the experiments' (``experiments.common``); peak RSS, text files and
-the machine's description are ulmfit's (``ulmfit.environment.peak_rss_mb``, ``ulmfit.data.readers.open_text``,
-``ulmfit.report.hardware``)."""
+"""What only the benchmarks need: a measurement in a fresh process that reports JSON, a store entry's record, and
+WikiText slices. Nothing here comes from ``experiments/``: running a process is ulmfit's (``ulmfit.processes``), as
+are peak RSS, text files and the machine's description (``ulmfit.environment.peak_rss_mb``,
+``ulmfit.data.readers.open_text``, ``ulmfit.report.hardware``)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from experiments.common import REPO, SHARED_DATA, run_module
 from ulmfit import SAMPLE_DIR
+from ulmfit.processes import ROOT as REPO, run_module
 
-__all__ = ["DEFAULT_DATA", "REPO", "SAMPLE", "emit", "run_json", "wikitext_slice"]
+__all__ = ["DEFAULT_DATA", "REPO", "SAMPLE", "emit", "entry", "run_json", "wikitext_slice"]
 
 SAMPLE = SAMPLE_DIR
-DEFAULT_DATA = SHARED_DATA
+DEFAULT_DATA = REPO.parent / "shared" / "data"  # ../shared/data next to the checkout, as the experiments read it
 
 
 def run_json(module: str, *args: str, env: dict[str, str] | None = None, timeout: int = 3600) -> dict[str, Any]:
     """Run ``python -m <module> <args>`` in a fresh process; it prints one JSON object as its last line."""
     return json.loads(run_module(module, *args, env=env, timeout=timeout).strip().splitlines()[-1])
+
+
+def entry(home: Path, stage: str, name: str):
+    """The store entry ``stage/name`` a child process wrote under ULMFIT_HOME ``home`` (its metrics, lineage)."""
+    from ulmfit.store import Store
+    return Store(home / "store").get(stage, name)
 
 
 def emit(result: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.common import emit, run_json, wikitext_slice
-from experiments.common import run_ulmfit
+from ulmfit.processes import run_ulmfit
 
 MODEL = "awd_lstm_cpu"
 
@@ -54,8 +54,8 @@ def lm_docs(data: Sequence[str]) -> tuple[Any, Any, list[str]]:
     cfg = compose("stage=pretrain", *data)
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
     vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
-    train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.seed)
-    return within_budget(train, cfg.stage.lm_tokens, cfg.seed), valid, vocab
+    train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.data_seed)  # as the stage draws them
+    return within_budget(train, cfg.stage.lm_tokens, cfg.data_seed), valid, vocab
 
 
 def raw_wikitext(root: Path, cache: Path) -> list[str]:

@@ -6,7 +6,7 @@ the store like any ``classify`` entry): the work per document does not depend on
 keeps the benchmark independent of a training run. Timed: ``stage=predict`` as the CLI runs it (read CSV,
 load entry, tokenize, predict, write CSV), in a fresh process, plus the tokenization share on its own.
 
-The GPU section (``bench/gpu.py``) runs ``from_tokens`` instead: the GPU machine has no spaCy, so no raw text can
+The GPU section (``bench/gpu/``) runs ``from_tokens`` instead: the GPU machine has no spaCy, so no raw text can
 be tokenized there, and a portable token file gives back tokens, not the raw text. It times the part of
 ``stage=predict`` after tokenization, on the same classes and calls (``ulmfit.inference.load_ensemble``,
 ``Classifier.predict_probs``: load the entry, map the tokens to its vocabulary, batch, predict) for IMDB test

@@ -1,6 +1,6 @@
-"""What the experiment scripts and the benchmarks share: running ``python -m <module>`` (``ulmfit`` above all) in
-a fresh process, the recipes in conf/experiment/, the store entries a run wrote, the results tables, and the
-machine's description (``hardware``, from ``ulmfit.report``).
+"""What the experiment scripts share: running ``python -m ulmfit`` in a fresh process (``run_module`` and
+``run_ulmfit`` are ``ulmfit.processes``', which the benchmarks use too), the recipes in conf/experiment/, the store
+entries a run wrote, the results tables, and the machine's description (``hardware``, from ``ulmfit.report``).
 
 The ulmfit modules that pull in torch/fastai are imported where they are used, so that ``--help`` and the
 benchmarks' parent process stay light.
@@ -11,17 +11,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ulmfit.config import CONF_DIR
+from ulmfit.processes import run_module, run_ulmfit
 from ulmfit.report import hardware
 
 __all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "as_overrides", "entry_config", "entry_lineage",
@@ -34,53 +30,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data next to the chec
 
 
 # --------------------------------------------------------------------------------------------- subprocesses
-def run_module(module: str, *args: str, env: dict[str, str] | None = None, log: Path | None = None,
-               timeout: float | None = None) -> str:
-    """Run ``python -m <module> <args>`` from the repository root in a fresh process, with ``env`` added to this
-    process's environment, and return its stdout. With ``log``, stdout and stderr are appended to that file as
-    they come (``tail -f`` shows progress) and nothing is returned. A failure exits with the output's tail."""
-    cmd = [sys.executable, "-m", module, *args]
-    print("$", " ".join(cmd), flush=True)
-    full_env = {**os.environ, **(env or {})}
-    if log is None:
-        proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-        return proc.stdout
-    with open(log, "a+") as fh:
-        start = fh.tell()
-        proc = subprocess.run(cmd, cwd=REPO, env=full_env, stdout=fh, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout)
-        if proc.returncode != 0:
-            fh.seek(start)
-            sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{fh.read()[-3000:]}")
-    return ""
-
-
-def run_ulmfit(*args: str, home: Path, log: Path | None = None, allocator: bool = True) -> float:
-    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return its wall seconds; exit on failure.
-
-    ``allocator``: preload jemalloc/tcmalloc where installed, because under glibc malloc a long CPU run's memory
-    grows without bound (``ulmfit.allocator``); the benchmarks pass False to measure the process as it comes.
-    A run that was interrupted (a checkpoint of ``stage``/``run_name`` exists) continues with ``resume=true``."""
-    from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
-    opts = dict(a.split("=", 1) for a in args if "=" in a)
-    if opts.get("stage") and opts.get("run_name") and \
-            latest_checkpoint(checkpoint_dir(home / "store", opts["stage"], opts["run_name"])):
-        args = (*args, "resume=true")
-    env = {"ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    if allocator:
-        from ulmfit.allocator import preload_env
-        env = preload_env({**os.environ, **env})
-    t0 = time.perf_counter()
-    if log is None:  # keep the output out of the console, and show its tail on failure
-        with tempfile.TemporaryDirectory() as tmp:
-            run_module("ulmfit", *args, env=env, log=Path(tmp) / "ulmfit.log")
-    else:
-        run_module("ulmfit", *args, env=env, log=log)
-    return time.perf_counter() - t0
-
-
 def run_step(home: Path, stage: str, name: str, *overrides: str, log: Path | None = None) -> float | None:
     """``python -m ulmfit stage=<stage> run_name=<name> <overrides>`` unless the store entry ``stage/name``
     exists (a rerun continues where an interrupted session stopped); wall seconds, or None when skipped."""

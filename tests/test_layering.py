@@ -84,6 +84,19 @@ def test_the_import_map_has_no_cycle():
     assert not found, "import cycles in ulmfit/: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def test_bench_imports_nothing_from_experiments():
+    """The benchmarks and the experiment scripts share only what ulmfit has (``ulmfit.processes``, ``ulmfit.report``):
+    no module of bench/ imports experiments/, at module level or inside a function."""
+    bench = PACKAGE.parent / "bench"
+    found = []
+    for path in sorted(bench.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{path.relative_to(bench.parent)}: {n}" for n in names if n.split(".")[0] == "experiments"]
+    assert not found, "bench/ imports experiments/: " + "; ".join(found)
+
+
 def test_a_cycle_is_found():
     """The checker itself: a cycle through three modules, and one through an import inside a function."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
