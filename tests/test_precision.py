@@ -17,7 +17,7 @@ def test_cpu_values_resolve_or_fail_with_the_fix():
     assert resolve_precision("auto", CPU) == ("bf16" if cpu_has_bf16_instructions() else "fp32")
     with pytest.raises(UsageError, match="needs a CUDA GPU"):
         resolve_precision("fp16", CPU)
-    with pytest.raises(UsageError, match="is unknown; use one of fp32, bf16, fp16, auto"):
+    with pytest.raises(UsageError, match="is unknown; use one of auto, fp32, bf16, fp16"):
         resolve_precision("half", CPU)
 
 

@@ -14,8 +14,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ulmfit.errors import UsageError
-from ulmfit.options import (CLASSIFY_PARENT_STAGES, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, POOL_LAYERS, PRECISIONS,
-                            SCHEDULES)
+from ulmfit.options import (CLASSIFY_PARENT_STAGES, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, PARENT_VOCAB, POOL_LAYERS,
+                            PRECISIONS, SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ RULES: dict[str, Rule] = {
     "stage.lm_tokens": integer(1, "stage.lm_tokens=8000000", nullable=True),
     "stage.max_tokens": integer(1, "stage.max_tokens=10000000", nullable=True),
     "stage.lm_only_labelled": boolean("stage.lm_only_labelled=true"),
+    "stage.parent_vocab": choice(*PARENT_VOCAB),
     "stage.parent_stage": choice(*CLASSIFY_PARENT_STAGES),
     "stage.bs": integer(1, "stage.bs=64"),
     "logger.mode": choice(*LOGGER_MODES),

@@ -37,6 +37,7 @@ from ulmfit.data.readers import CsvReader
 from ulmfit.data.tokenizer import TokenIds, counts_of, tokenize_ids
 from ulmfit.errors import UsageError
 from ulmfit.files import atomic_path, sha256_file
+from ulmfit.options import PARENT_VOCAB
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +260,6 @@ def build_vocab(corpus: TokenizedCorpus, parts: Iterable[str], max_vocab: int, m
     """fastai's ``make_vocab`` on the token counts of ``parts`` (or of their documents ``docs``): special
     tokens first, padded to a multiple of 8."""
     return make_vocab(corpus.counts(parts, docs), min_freq=min_freq, max_vocab=max_vocab)
-
-
-PARENT_VOCAB = ("none", "seen", "all")
 
 
 def with_parent_words(vocab: list[str], counts: Counter, parent_vocab: Sequence[str], keep: str) -> list[str]:

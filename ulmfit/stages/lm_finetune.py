@@ -12,7 +12,7 @@ import logging
 from omegaconf import DictConfig, open_dict
 
 from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
-from ulmfit.data.tokens import PARENT_VOCAB, with_parent_words
+from ulmfit.data.tokens import with_parent_words
 from ulmfit.data.loaders import lm_dataloaders
 from ulmfit.data.streams import within_budget
 from ulmfit.errors import UsageError
@@ -21,7 +21,7 @@ from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import find_parent, lineage, open_run, save_entry
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
-from ulmfit.options import LM_MONITORS
+from ulmfit.options import LM_MONITORS, PARENT_VOCAB
 from ulmfit.training import (auto_epochs, check_monitor, fit_phases, kept_history, lm_valid, lm_eval,
                              lm_learner, lm_plan, seed_everything)
 from ulmfit.weights import check_direction, transferred_lm_weights
