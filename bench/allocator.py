@@ -55,7 +55,8 @@ def library(name: str) -> Path | None:
 def measure(allocator: str, root: Path, work: Path, bs: int, bptt: int) -> dict[str, Any]:
     """One fresh ``stage=pretrain`` under ``allocator``, its RSS sampled every second."""
     home, log = work / allocator, work / f"{allocator}.log"
-    env = {**os.environ, "ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    # ULMFIT_MALLOC=system: python -m ulmfit does not restart itself under another allocator (ulmfit.allocator)
+    env = {**os.environ, "ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1", "ULMFIT_MALLOC": "system"}
     env.pop("LD_PRELOAD", None)
     lib = library(allocator)
     if lib:
