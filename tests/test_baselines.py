@@ -21,12 +21,16 @@ def _cfg(stage: str, root, *overrides: str):
 
 @pytest.mark.parametrize("stage", ["tfidf", "nbsvm"])
 def test_baseline_stage_on_imdb_slice(stage, tmp_path, mini_imdb):
-    entry = get_stage(stage)(_cfg(stage, tmp_path, *imdb_csv(mini_imdb), "data.n_train=100", "run_name=b"))
+    # C fixed (no choice on the 10 validation reviews, where the strongest regularisation wins): the pipeline learns
+    entry = get_stage(stage)(_cfg(stage, tmp_path, *imdb_csv(mini_imdb), "data.n_train=100", "run_name=b",
+                                  "stage.params.C=4.0"))
     m = entry.metrics
     assert entry.lineage["data"]["source"].startswith("csv (") and entry.lineage["precision"] is None
-    assert m["n_train"] == 100 and m["test_confusion_matrix"]["labels"] == ["neg", "pos"]
-    assert 0.5 < m["test_accuracy"] <= 1.0  # 100 reviews already beat chance
-    assert entry.lineage["data"]["n_train"] == 100 and {p.name for p in entry.path.iterdir()} == {
+    # 100 labels: 90 to train on, 10 to validate on
+    assert (m["n_train"], m["n_valid"]) == (90, 10) and m["test_confusion_matrix"]["labels"] == ["neg", "pos"]
+    assert m["C"] == 4.0 and set(m["valid_loss_by_C"]) == {"4.0"}
+    assert 0.5 < m["test_accuracy"] <= 1.0  # 90 reviews already beat chance
+    assert entry.lineage["data"]["n_train"] == 90 and {p.name for p in entry.path.iterdir()} == {
         "metrics.json", "config.yaml", "lineage.json", "manifest.json"}
 
 
@@ -36,7 +40,7 @@ def test_baselines_and_classify_share_the_split(tmp_path, mini_imdb):
     a = classification_split(corpus, 0.1, 42, 50)
     b = classification_split(corpus, 0.1, 42, 50)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert len(a[0]) == 50 and not set(a[0]) & set(a[1])
+    assert (len(a[0]), len(a[1])) == (45, 5) and not set(a[0]) & set(a[1])
 
 
 def test_n_valid_and_n_test_shrink_evaluation_not_training(tmp_path, mini_imdb):
@@ -44,8 +48,8 @@ def test_n_valid_and_n_test_shrink_evaluation_not_training(tmp_path, mini_imdb):
     subset of the test texts, the same for every seed and method."""
     cfg = _cfg("tfidf", tmp_path, *imdb_csv(mini_imdb))
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
-    keep, held = classification_split(corpus, 0.25, 42, 30)
-    keep_v, held_v = classification_split(corpus, 0.25, 42, 30, n_valid=10)
+    keep, held = classification_split(corpus, 0.25, 42)
+    keep_v, held_v = classification_split(corpus, 0.25, 42, n_valid=10)
     assert np.array_equal(keep, keep_v) and len(held) == 40 and len(held_v) == 10 and set(held_v) <= set(held)
     test = corpus.part("test")
     a, b = subsample_test(test, 25), subsample_test(test, 25)

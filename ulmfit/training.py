@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any, Callable, Mapping
 
 import torch
-import numpy as np
 from fastai.callback.core import CancelFitException, Callback
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
 from fastai.callback.schedule import Learner  # noqa: F401  (patches fit_one_cycle onto Learner)
