@@ -150,6 +150,25 @@ def test_a_flipped_byte_in_the_weights_is_refused(tmp_path):
     assert entry.model_info["vocab_size"] == 16  # the other files still read
 
 
+@pytest.mark.parametrize("parent", ["pre", None, "latest"])
+def test_a_damaged_parent_is_refused_when_it_is_found(tmp_path, parent):
+    """find_parent checks every file of the parent against its manifest, so a stage stops before it reads any
+    data, with the line loading the weights would have given; an entry without a manifest is found unchecked."""
+    from ulmfit.stages.common import find_parent
+
+    store = Store(tmp_path)
+    entry = _lm_entry(store, "pre")
+    assert find_parent(store, "pretrain", parent) == entry
+    _flip_byte(entry.path / "model.safetensors")
+    with pytest.raises(UsageError) as found:
+        find_parent(store, "pretrain", parent)
+    with pytest.raises(UsageError) as loaded:
+        entry.load_weights(build_language_model(entry.model_info))
+    assert _one_line_naming(found, entry, "model.safetensors") == str(loaded.value)
+    (entry.path / "manifest.json").unlink()  # an entry written before manifests: loaded unverified, as before
+    assert find_parent(store, "pretrain", parent) == entry
+
+
 @pytest.mark.parametrize("damage, expected", [(_truncate, "is truncated"), (lambda p: p.unlink(), "is missing")])
 def test_a_truncated_or_missing_file_is_refused(tmp_path, damage, expected):
     entry = _lm_entry(Store(tmp_path))

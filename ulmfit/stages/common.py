@@ -93,9 +93,16 @@ def find_parent(store: Store, stage: str, name: str | None, data: dict[str, str]
 
     With ``data`` (``data_identity`` of the stage's corpus) the parent must have been trained on the same corpus:
     the default is the newest such entry (an error lists the others when there is none), and a named parent
-    trained on other data is used with a warning naming both."""
+    trained on other data is used with a warning naming both. The parent's files are checked against its
+    manifest here (``Entry.check``), so a damaged parent stops the run before any data is read."""
     if name == "none":
         return None
+    parent = _find_parent(store, stage, name, data)
+    parent.check()
+    return parent
+
+
+def _find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None) -> Entry:
     if name not in (None, "", "latest"):
         parent = store.get(stage, name)
         if data is not None and (parent.lineage.get("data") or {}).get("fingerprint") != data["fingerprint"]:

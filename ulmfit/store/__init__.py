@@ -106,6 +106,12 @@ class Entry:
         if problem:
             raise UsageError(self._damaged(filename, problem))
 
+    def check(self) -> None:
+        """``verify`` every file the entry records at once (the first damaged one stops, with the same line), so a
+        run can refuse a damaged entry before any work rather than when it loads the file."""
+        for filename, problem in self.problems() or []:
+            raise UsageError(self._damaged(filename, problem))
+
     def problems(self) -> list[tuple[str, str]] | None:
         """Every (file, what is wrong with it): [] when all files are as written, None when none was recorded."""
         record, complete = self.record()
