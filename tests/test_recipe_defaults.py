@@ -17,7 +17,7 @@ from ulmfit.data.splits import holdout_split
 from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.precision import resolve_precision
-from ulmfit.training import auto_epochs, clas_learner, fit_phases, kept_history
+from ulmfit.training import KeepBestEpoch, auto_epochs, clas_learner, fit_phases, kept_history, monitor_comp
 
 
 def _docs(n: int, seed: int = 0) -> Docs:
@@ -55,6 +55,13 @@ def test_the_last_phase_stops_after_patience_epochs_without_improvement():
     _, phases = fit_phases(learn, train_cfg)
     assert len(phases[-1]["history"]) == 2  # the first epoch, then one without improvement
     assert learn.kept_epoch["epoch"] == 0
+
+
+def test_each_monitor_improves_the_right_way():
+    """fastai guesses the direction from the name ('loss' or 'error': lower), which would keep the LM's worst
+    epoch by perplexity."""
+    assert [monitor_comp(m) for m in ("valid_loss", "perplexity", "accuracy")] == [np.less, np.less, np.greater]
+    assert KeepBestEpoch("perplexity").comp is np.less
 
 
 def test_training_batches_are_whole_and_the_left_out_texts_change():

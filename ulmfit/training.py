@@ -8,6 +8,7 @@ import time
 from functools import partial
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from fastai.callback.core import CancelFitException, Callback
 from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
@@ -179,6 +180,12 @@ class StopOnNonFinite(Callback):
                          f"was written. {fix}.")
 
 
+def monitor_comp(monitor: str) -> Callable:
+    """Which way ``monitor`` improves, for fastai's trackers: lower for losses and perplexity (fastai guesses
+    from the name, and would take a rising perplexity for a better one), higher for accuracy."""
+    return np.less if "loss" in monitor or "error" in monitor or monitor == "perplexity" else np.greater
+
+
 class KeepBestEpoch(TrackerCallback):
     """fastai's ``SaveModelCallback`` kept in memory and across the phases of a run: after every epoch whose
     ``monitor`` value (``valid_loss`` or a metric) is the best so far, a copy of the weights; ``restore`` loads
@@ -187,7 +194,7 @@ class KeepBestEpoch(TrackerCallback):
     A resumed run compares only the epochs it trains itself."""
 
     def __init__(self, monitor: str):
-        super().__init__(monitor=monitor, reset_on_fit=False)
+        super().__init__(monitor=monitor, comp=monitor_comp(monitor), reset_on_fit=False)
         self.state: dict[str, torch.Tensor] | None = None
         self.where: dict[str, Any] | None = None
 
@@ -322,7 +329,8 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         stop = StopOnNonFinite(checkpoint, i, every=getattr(learn, "host_sync_every", 1))
         cbs: list[Callback] = [stop, advice, *([keep_best] if keep_best else [])]
         if keep_best and train_cfg.get("patience") and i == len(plan) - 1:  # early stopping in the last phase only
-            cbs.append(EarlyStoppingCallback(train_cfg["monitor"], patience=train_cfg["patience"]))
+            cbs.append(EarlyStoppingCallback(train_cfg["monitor"], comp=monitor_comp(train_cfg["monitor"]),
+                                             patience=train_cfg["patience"]))
         if resume is not None and i == start_phase:
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
