@@ -57,6 +57,49 @@ def test_the_last_phase_stops_after_patience_epochs_without_improvement():
     assert learn.kept_epoch["epoch"] == 0
 
 
+class _Killed(Exception):
+    pass
+
+
+def _interrupted_and_resumed(tmp_path, overrides, kill_at):
+    """fit_phases with checkpoints, cut (an exception) right after checkpoint ``kill_at`` is written, then a new
+    learner resumed from it; and an uninterrupted run with the same seed. Returns both learners and records."""
+    from ulmfit.checkpoint import RunCheckpoint
+    from ulmfit.training import seed_everything
+
+    class Cut(RunCheckpoint):
+        def save(self, *args, **kwargs):
+            path = super().save(*args, **kwargs)
+            if self.saved_epochs == kill_at:
+                raise _Killed("cut")
+            return path
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=classify", *TINY, *overrides])
+    runs = []
+    for ckpt_class, resume in ((None, False), (Cut, False), (RunCheckpoint, True)):
+        seed_everything(5)
+        learn, train_cfg = _learner(*overrides)
+        checkpoint = None if ckpt_class is None else ckpt_class(tmp_path, "classify", "cut", cfg)
+        state = checkpoint.prepare(resume) if checkpoint is not None else None
+        try:
+            runs.append((learn, *fit_phases(learn, train_cfg, checkpoint=checkpoint, resume=state)))
+        except _Killed:
+            pass
+    return runs
+
+
+def test_a_resumed_run_keeps_the_epoch_an_uninterrupted_one_keeps(tmp_path):
+    """The best epoch so far and early stopping's count travel in the checkpoint; the epochs a resumed fit
+    passes over are not compared again (they once counted as epochs without improvement and stopped it)."""
+    (learn_a, _, phases_a), (learn_b, _, phases_b) = _interrupted_and_resumed(
+        tmp_path, ["train.epochs=5", "train.patience=3", "train.lr=0.05", "train.gradual_unfreezing=false"], 3)
+    assert learn_b.kept_epoch == learn_a.kept_epoch
+    assert [len(r["history"]) for r in phases_b] == [len(r["history"]) for r in phases_a]
+    a, b = learn_a.model.state_dict(), learn_b.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_each_monitor_improves_the_right_way():
     """fastai guesses the direction from the name ('loss' or 'error': lower), which would keep the LM's worst
     epoch by perplexity."""

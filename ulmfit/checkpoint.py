@@ -9,9 +9,11 @@ entry). A checkpoint is written after every finished epoch and, for language mod
     optimizer.safetensors  the optimizer's tensors (Adam moments), one key per parameter and statistic
     rng.safetensors        torch's CPU (and CUDA) generator states
     position.safetensors   within an epoch only: the epoch's document order and the LSTM's hidden state
+    KeepBestEpoch.safetensors  with train.monitor: the weights of the best epoch so far
     state.json             where training stands (phase, epochs done in it, finished phases' records), the
                            optimizer's hyper-parameters and counters, Python/NumPy/DataLoader RNG states,
-                           fastai's Recorder rows and smoothed loss, the curves so far, the resolved config
+                           fastai's Recorder rows and smoothed loss, the curves so far, the resolved config,
+                           the best value so far and the epochs without improvement (train.monitor/patience)
 
 Each epoch's directory is written under a temporary name and renamed into place, then older ones are
 deleted, so a kill at any moment leaves at least one complete checkpoint. Nothing is unpickled on resume.
@@ -174,7 +176,7 @@ class RunCheckpoint:
                              "dataloaders": [_py_state(_base(dl).rng.getstate()) for dl in learn.dls.loaders]},
                      "recorder": _recorder_state(learn), "scaler": _scaler_state(learn),
                      "curves": _curve_state(learn), "config": self.config, "resumed": self.resumed,
-                     "position": position}
+                     "position": position, "trackers": _tracker_state(learn, tmp)}
             (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
         for old in self.dir.glob("epoch-*"):
             if old != final:
@@ -214,6 +216,26 @@ def restore_rng(learn, rs: ResumeState) -> None:
         cuda = [t[k] for k in sorted((k for k in t if k.startswith("cuda.")), key=lambda k: int(k.split(".")[1]))]
         if cuda:
             torch.cuda.set_rng_state_all(cuda)
+
+
+def load_tracker_weights(rs: ResumeState, name: str) -> dict[str, torch.Tensor] | None:
+    """The weights a tracker callback (``KeepBestEpoch``: the best epoch so far) saved in the checkpoint, or None."""
+    path = rs.path / f"{name}.safetensors"
+    return _load(path) if path.is_file() else None
+
+
+def _tracker_state(learn, folder: Path) -> dict[str, Any]:
+    """The state of the callbacks that choose on validation (best epoch, early stopping): each has
+    ``checkpoint_state()`` -> (JSON-able state, weights or None); weights go to ``<class>.safetensors``."""
+    out: dict[str, Any] = {}
+    for cb in learn.cbs:
+        if hasattr(cb, "checkpoint_state"):
+            state, weights = cb.checkpoint_state()
+            out[type(cb).__name__] = state
+            if weights is not None:
+                save_file({k: v.contiguous() for k, v in weights.items()},
+                          str(folder / f"{type(cb).__name__}.safetensors"))
+    return out
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:

@@ -23,9 +23,10 @@ from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
 
 from ulmfit import tracking
-from ulmfit.checkpoint import ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, restore_rng, restore_training_state
+from ulmfit.checkpoint import (ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, load_tracker_weights,
+                               restore_rng, restore_training_state)
 from ulmfit.curves import CurveRecorder
-from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process
+from ulmfit.distributed import data_parallel, end_data_parallel, is_main_process, unwrap
 from ulmfit.errors import UsageError
 from ulmfit.losses import BlockwiseCrossEntropyLossFlat
 from ulmfit.hardware import resolve_host_sync_every, resolve_lm_loss
@@ -189,20 +190,35 @@ def monitor_comp(monitor: str) -> Callable:
 class KeepBestEpoch(TrackerCallback):
     """fastai's ``SaveModelCallback`` kept in memory and across the phases of a run: after every epoch whose
     ``monitor`` value (``valid_loss`` or a metric) is the best so far, a copy of the weights; ``restore`` loads
-    the best at the end. In memory, because an entry is written whole at the end and nothing here is pickled;
-    ``reset_on_fit=False``, because each unfreezing phase is its own ``fit`` and the best may be in any of them.
-    A resumed run compares only the epochs it trains itself."""
+    the best at the end. In memory, because an entry is written whole at the end; ``reset_on_fit=False``, because
+    each unfreezing phase is its own ``fit`` and the best may be in any of them. A checkpoint carries the best so
+    far (``checkpoint_state``, ``best.safetensors``), so a resumed run keeps the epoch an uninterrupted one would;
+    the ``skip`` epochs a resumed fit passes over are not compared."""
 
     def __init__(self, monitor: str):
         super().__init__(monitor=monitor, comp=monitor_comp(monitor), reset_on_fit=False)
         self.state: dict[str, torch.Tensor] | None = None
         self.where: dict[str, Any] | None = None
+        self.skip = 0
 
     def after_epoch(self) -> None:
+        if self.epoch < self.skip:  # passed over by a resumed fit: its record was compared before the interruption
+            self.new_best = False
+            return
         super().after_epoch()
         if self.new_best:
-            self.state = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+            self.state = {k: v.detach().clone() for k, v in unwrap(self.learn.model).state_dict().items()}
             self.where = {"phase": self.learn.phase[0], "epoch": self.epoch, self.monitor: float(self.best)}
+
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+        """(JSON-able state, the best weights) for ``RunCheckpoint.save``."""
+        best = None if self.best is None else float(self.best)
+        return {"best": best, "where": self.where}, self.state
+
+    def load_checkpoint_state(self, saved: Mapping[str, Any] | None, weights: dict[str, torch.Tensor] | None) -> None:
+        """What ``checkpoint_state`` saved (a checkpoint written before it was saved: nothing to load)."""
+        if saved and saved.get("best") is not None:
+            self.best, self.where, self.state = saved["best"], saved["where"], weights
 
     def restore(self, learn) -> dict[str, Any] | None:
         """Load the best epoch's weights into ``learn``'s model; returns where it was (phase, epoch, value), or
@@ -212,6 +228,29 @@ class KeepBestEpoch(TrackerCallback):
             log.info("kept the best epoch by %s: phase %d, epoch %d (%g)", self.monitor, self.where["phase"] + 1,
                      self.where["epoch"] + 1, self.where[self.monitor])
         return self.where
+
+
+class StopEarly(EarlyStoppingCallback):
+    """fastai's ``EarlyStoppingCallback`` that a checkpoint carries (best value, epochs without improvement), and
+    that does not count the ``skip`` epochs a resumed fit passes over."""
+
+    def __init__(self, monitor: str, patience: int, skip: int = 0, saved: Mapping[str, Any] | None = None):
+        super().__init__(monitor, comp=monitor_comp(monitor), patience=patience)
+        self.skip, self.saved = skip, saved
+
+    def before_fit(self) -> None:
+        super().before_fit()
+        if self.saved and self.saved.get("best") is not None:
+            self.best, self.wait = self.saved["best"], self.saved["wait"]
+
+    def after_epoch(self) -> None:
+        if self.epoch < self.skip:
+            self.new_best = False
+            return
+        super().after_epoch()
+
+    def checkpoint_state(self) -> tuple[dict[str, Any], None]:
+        return {"best": None if self.best is None else float(self.best), "wait": self.wait}, None
 
 
 def check_monitor(train_cfg: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -328,10 +367,16 @@ def fit_phases(learn, train_cfg: Mapping[str, Any], plan: Callable[[int, Mapping
         skip = start_epoch if i == start_phase else 0
         stop = StopOnNonFinite(checkpoint, i, every=getattr(learn, "host_sync_every", 1))
         cbs: list[Callback] = [stop, advice, *([keep_best] if keep_best else [])]
+        resumed = resume is not None and i == start_phase
+        if keep_best:
+            keep_best.skip = skip
+            if resumed:
+                keep_best.load_checkpoint_state(resume.state.get("trackers", {}).get("KeepBestEpoch"),
+                                                load_tracker_weights(resume, "KeepBestEpoch"))
         if keep_best and train_cfg.get("patience") and i == len(plan) - 1:  # early stopping in the last phase only
-            cbs.append(EarlyStoppingCallback(train_cfg["monitor"], comp=monitor_comp(train_cfg["monitor"]),
-                                             patience=train_cfg["patience"]))
-        if resume is not None and i == start_phase:
+            cbs.append(StopEarly(train_cfg["monitor"], train_cfg["patience"], skip,
+                                 resume.state.get("trackers", {}).get("StopEarly") if resumed else None))
+        if resumed:
             restore_training_state(learn, resume)
             restore_rng(learn, resume)  # last: nothing between here and the first batch draws random numbers
             cbs.append(ResumeFit(skip, resume))
