@@ -72,3 +72,18 @@ def test_nbsvm_separates_a_multiclass_toy_problem():
     clf = NBSVM(alpha=1.0, C=4.0, max_iter=2000).fit(X, y)
     assert (clf.predict(X) == y).all()
     np.testing.assert_allclose(clf.predict_proba(X).sum(1), 1.0)
+
+
+def test_C_is_chosen_when_the_training_texts_lack_a_class():
+    """A small label budget may leave a class out of the training texts: the validation log-loss scores the
+    fitted classes' probability columns as the classes they are (labels 0 and 2 here, not 0 and 1)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    from ulmfit.stages.baselines import fit_choosing_C
+
+    train = ["good fine"] * 4 + ["awful bad"] * 4
+    pipe = Pipeline([("vec", CountVectorizer()), ("clf", LogisticRegression())])
+    _, C, losses = fit_choosing_C(pipe, [0.1, 10.0], train, np.array([0] * 4 + [2] * 4),
+                                  ["fine good", "bad"], np.array([0, 2]))
+    assert C == 10.0 and losses[10.0] < losses[0.1]

@@ -115,7 +115,7 @@ def fit_choosing_C(pipe: Pipeline, grid: list[float], train_texts: list[str], y_
     losses, best = {}, None
     for C in grid:
         fitted = clone(model).set_params(C=C).fit(X_train, y_train)
-        losses[C] = float(log_loss(y_valid, fitted.predict_proba(X_valid), labels=np.arange(len(fitted.classes_))))
+        losses[C] = float(log_loss(y_valid, fitted.predict_proba(X_valid), labels=fitted.classes_))
         if best is None or losses[C] < losses[best[0]]:
             best = (C, fitted)
     return Pipeline([*features.steps, (pipe.steps[-1][0], best[1])]), best[0], losses
