@@ -41,8 +41,9 @@ PARENT_STAGES = PROBE_PARENT_STAGES
 
 
 def pooled_features(learn, docs: Docs, bs: int, bptt: int, backwards: bool) -> np.ndarray:
-    """The encoder's concat pooling ([last, max, mean] of its last layer's outputs) for ``docs``, in their
-    order: the classifier with an empty head (``PoolingLinearClassifier.layers``) predicts exactly that."""
+    """The encoder's concat pooling ([last, max, mean] of its last layer's outputs, or of every layer's with
+    ``model.head.pool_layers=all``) for ``docs``, in their order: the classifier with an empty head
+    (``PoolingLinearClassifier.layers``) predicts exactly that."""
     dl = clas_loader(docs, [0] * len(docs), bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
     with learn.no_bar():
         feats, _ = learn.get_preds(dl=dl, act=noop)
