@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ulmfit import SAMPLE_DIR
 from ulmfit.processes import ROOT as REPO, run_module
+
+if TYPE_CHECKING:  # the store (torch) is imported only when an entry is read
+    from ulmfit.store import Entry
 
 __all__ = ["DEFAULT_DATA", "REPO", "SAMPLE", "emit", "entry", "run_json", "wikitext_slice"]
 
@@ -23,7 +26,7 @@ def run_json(module: str, *args: str, env: dict[str, str] | None = None, timeout
     return json.loads(run_module(module, *args, env=env, timeout=timeout).strip().splitlines()[-1])
 
 
-def entry(home: Path, stage: str, name: str):
+def entry(home: Path, stage: str, name: str) -> "Entry":
     """The store entry ``stage/name`` a child process wrote under ULMFIT_HOME ``home`` (its metrics, lineage)."""
     from ulmfit.store import Store
     return Store(home / "store").get(stage, name)

@@ -10,6 +10,8 @@ device in ``ulmfit.hardware``; this module applies it to a learner.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
@@ -41,7 +43,7 @@ class CpuBf16Autocast(Callback):
         self.autocast.__exit__(None, None, None)
 
 
-def scoring_in_fp32(learn):
+def scoring_in_fp32(learn) -> AbstractContextManager:
     """A context in which ``learn`` predicts in fp32 whatever it trained in: reported test figures come in one
     precision, the one ``stage=evaluate`` and ``stage=predict`` use on a stored entry."""
     return learn.removed_cbs([cb for cb in learn.cbs if isinstance(cb, (CpuBf16Autocast, MixedPrecision))])

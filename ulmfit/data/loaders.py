@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from functools import partial
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -137,7 +137,7 @@ class WholeBatchSortedDL(SortedDL):
     ``drop_last`` would never train on them and, without it, every epoch ends on a tiny batch that the head's
     BatchNorm normalises over a handful of samples. Same chunked length-sorting otherwise."""
 
-    def shuffle_fn(self, idxs):
+    def shuffle_fn(self, idxs) -> Iterator[int]:
         perm = np.random.permutation(len(self.dataset))
         if self.drop_last:
             perm = perm[:len(perm) - len(perm) % self.bs]
