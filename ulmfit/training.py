@@ -213,11 +213,12 @@ class KeepBestEpoch(TrackerCallback):
     def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
         """(JSON-able state, the best weights) for ``RunCheckpoint.save``."""
         best = None if self.best is None else float(self.best)
-        return {"best": best, "where": self.where}, self.state
+        return {"monitor": self.monitor, "best": best, "where": self.where}, self.state
 
     def load_checkpoint_state(self, saved: Mapping[str, Any] | None, weights: dict[str, torch.Tensor] | None) -> None:
-        """What ``checkpoint_state`` saved (a checkpoint written before it was saved: nothing to load)."""
-        if saved and saved.get("best") is not None:
+        """What ``checkpoint_state`` saved (nothing to load from a checkpoint written before it was saved, or
+        when the run resumes with another ``train.monitor``)."""
+        if saved and saved.get("best") is not None and saved.get("monitor") == self.monitor:
             self.best, self.where, self.state = saved["best"], saved["where"], weights
 
     def restore(self, learn) -> dict[str, Any] | None:
@@ -240,7 +241,7 @@ class StopEarly(EarlyStoppingCallback):
 
     def before_fit(self) -> None:
         super().before_fit()
-        if self.saved and self.saved.get("best") is not None:
+        if self.saved and self.saved.get("best") is not None and self.saved.get("monitor") == self.monitor:
             self.best, self.wait = self.saved["best"], self.saved["wait"]
 
     def after_epoch(self) -> None:
@@ -250,7 +251,8 @@ class StopEarly(EarlyStoppingCallback):
         super().after_epoch()
 
     def checkpoint_state(self) -> tuple[dict[str, Any], None]:
-        return {"best": None if self.best is None else float(self.best), "wait": self.wait}, None
+        return {"monitor": self.monitor, "best": None if self.best is None else float(self.best),
+                "wait": self.wait}, None
 
 
 def check_monitor(train_cfg: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
