@@ -17,7 +17,8 @@ from ulmfit.data.splits import holdout_split
 from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.precision import resolve_precision
-from ulmfit.training import KeepBestEpoch, auto_epochs, clas_learner, fit_phases, kept_history, monitor_comp
+from ulmfit.training import (KeepBestEpoch, auto_epochs, clas_learner, fit_phases, kept_history, monitor_comp,
+                             seed_everything)
 
 
 def _docs(n: int, seed: int = 0) -> Docs:
@@ -28,6 +29,7 @@ def _docs(n: int, seed: int = 0) -> Docs:
 
 
 def _learner(*overrides: str):
+    seed_everything(0)  # the same initialisation and batch order in every run, whatever ran before
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["stage=classify", *TINY, *overrides])
     docs, vocab = _docs(32), ["xxunk", "xxpad"] + [f"w{i}" for i in range(54)]
@@ -65,7 +67,6 @@ def _interrupted_and_resumed(tmp_path, overrides, kill_at):
     """fit_phases with checkpoints, cut (an exception) right after checkpoint ``kill_at`` is written, then a new
     learner resumed from it; and an uninterrupted run with the same seed. Returns both learners and records."""
     from ulmfit.checkpoint import RunCheckpoint
-    from ulmfit.training import seed_everything
 
     class Cut(RunCheckpoint):
         def save(self, *args, **kwargs):
@@ -78,7 +79,6 @@ def _interrupted_and_resumed(tmp_path, overrides, kill_at):
         cfg = compose("config", overrides=["stage=classify", *TINY, *overrides])
     runs = []
     for ckpt_class, resume in ((None, False), (Cut, False), (RunCheckpoint, True)):
-        seed_everything(5)
         learn, train_cfg = _learner(*overrides)
         checkpoint = None if ckpt_class is None else ckpt_class(tmp_path, "classify", "cut", cfg)
         state = checkpoint.prepare(resume) if checkpoint is not None else None
