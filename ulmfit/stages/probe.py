@@ -3,8 +3,8 @@ accuracy?
 
 load parent encoder (``lm_finetune`` on this data, or any ``pretrain`` LM) -> labelled texts with the parent's
 vocab -> the frozen encoder's [last, max, mean] pooling of its last layer (the classifier head's input, fastai's
-``masked_concat_pool``) -> standardised features -> logistic regression with C chosen by cross-validated log-loss (as the baselines choose theirs) on the
-training split -> valid and test metrics -> store entry ``probe/<run>`` (metrics, config, lineage; no weights).
+``masked_concat_pool``) -> standardised features -> logistic regression with C chosen by cross-validated
+log-loss (as the baselines choose theirs) on the training split -> valid and test metrics -> store entry ``probe/<run>`` (metrics, config, lineage; no weights).
 
 Same splits, seeds and metrics as ``classify`` and the baselines, so the three compare directly.
 """
@@ -93,8 +93,8 @@ def run(cfg: DictConfig) -> Entry:
         raise UsageError(f"The probe's cross-validation needs at least 2 training texts of every class; the "
                          f"smallest class has {np.bincount(y['train']).min()}. Use more labels (data.n_train).")
     t0 = time.perf_counter()
-    probe = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=list(cfg.stage.Cs), cv=folds, scoring="neg_log_loss",
-                                                                 max_iter=cfg.stage.max_iter))
+    probe = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=list(cfg.stage.Cs), cv=folds,
+                                                                 scoring="neg_log_loss", max_iter=cfg.stage.max_iter))
     probe.fit(feats["train"], y["train"])
     fit_seconds = time.perf_counter() - t0
 
