@@ -182,12 +182,14 @@ def test_imdb_transfer_runs_every_method_on_the_same_draw_of_labels():
 
 
 def test_imdb_transfer_summary_checks_targets_and_both_baselines():
-    rows = [{"method": m, "n_train": "1000", "test_accuracy": a}
-            for m, a in (("tfidf", "0.83"), ("nbsvm", "0.85"), ("ulmfit", "0.84"), ("ulmfit", "0.86"))]
+    rows = [{"method": m, "labels": "1000", "test_accuracy": a}
+            for m, a in (("tfidf", "0.83"), ("nbsvm", "0.85"), ("ulmfit", "0.86"), ("ulmfit", "0.88"))]
+    rows.append({"method": "ulmfit", "n_train": "1000", "test_accuracy": "0.10"})  # an old-recipe row: left out
     table = imdb_transfer.targets_table(rows).splitlines()
-    assert table[2] == "| 1,000 | 84.0 | 85.0 | 83.0 | 85.0 | target met; not above both baselines |"
+    assert table[2] == "| 1,000 | 87.0 | 87.0 | 83.0 | 85.0 | target met; above both baselines |"
     assert len(table) == 3
-    assert "nbsvm" in sample_efficiency.summary_table(rows, imdb_transfer.METHODS)
+    summary = imdb_transfer.summary_table(rows)
+    assert "| ulmfit | 87.0 ± 1.4 (2 draws) |" in summary and "nbsvm" in summary
 
 
 @pytest.mark.parametrize("task", pretraining_ablation.TASKS)
