@@ -282,14 +282,20 @@ class Store:
                              f"run_name or delete that entry.")
         stage_dir = self.root / stage
         created = not stage_dir.exists()
-        try:
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            probe = stage_dir / f".probe-{secrets.token_hex(4)}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise UsageError(f"The store directory {self.root} is not writable ({e.strerror}). Set "
-                             f"paths.store=<a writable directory>.") from None
+        for attempt in range(3):  # another process (a data-parallel rank, a sweep job) may remove its probe folder
+            try:
+                stage_dir.mkdir(parents=True, exist_ok=True)
+                probe = stage_dir / f".probe-{secrets.token_hex(4)}"
+                probe.write_bytes(b"")
+                probe.unlink()
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise UsageError(f"The store directory {self.root} is not writable (it keeps disappearing). "
+                                     f"Set paths.store=<a writable directory>.") from None
+            except OSError as e:
+                raise UsageError(f"The store directory {self.root} is not writable ({e.strerror}). Set "
+                                 f"paths.store=<a writable directory>.") from None
         if created:  # leave the store as it was until there is an entry to write
             try:
                 stage_dir.rmdir()
