@@ -193,3 +193,20 @@ def test_rare_words_the_parent_knows_can_stay_in_the_vocabulary():
     assert "dreadful" in with_parent_words(vocab, counts, parent, "all")
     with pytest.raises(Exception, match="stage.parent_vocab"):
         with_parent_words(vocab, counts, parent, "most")
+
+
+def test_the_probe_scores_the_frozen_encoder_on_classify_splits(tmp_path, mini_imdb):
+    """stage=probe on the shipped LM's encoder: C chosen by cross-validation, the same split as classify, an entry
+    with metrics and lineage and no weights."""
+    from tests.conftest import imdb_csv
+    from ulmfit.stages import get_stage
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["stage=probe", f"paths.root={tmp_path}", *imdb_csv(mini_imdb),
+                                           "stage.parent_stage=pretrain", "stage.parent=general-lm",
+                                           "tokenizer.n_workers=0", "train.device=cpu", "data.n_train=100"])
+    entry = get_stage("probe")(cfg)
+    m = entry.metrics
+    assert (m["n_train"], m["n_valid"], m["n_test"]) == (90, 10, 60) and m["n_features"] == 3 * 200
+    assert m["C"] in list(cfg.stage.Cs) and 0.0 <= m["test_accuracy"] <= 1.0
+    assert entry.lineage["parent"]["name"] == "general-lm"
+    assert not (entry.path / "model.safetensors").exists()
