@@ -1,11 +1,13 @@
 """The general-domain LM that ships with the package: pretrain the CPU-sized AWD-LSTM on a token budget of the
 Wikipedia + Gutenberg corpus (`experiment=general_lm_cpu`; checkpointed within its one long epoch, so a rerun
 after an interruption continues it), report its perplexity on the corpus's valid/test splits and on WikiText-2
-test (`stage=perplexity`), and with --ship export it in fp16 to ulmfit/pretrained/general-lm/.
+test (`stage=perplexity`), and with --ship export it in fp16 to ulmfit/pretrained/general-lm/ (general-lm-bwd/ for --backwards: the same corpus subset and
+vocabulary, each document read right to left, for forward + backward ensembles).
 Writes experiments/results/general_lm.{md,csv}.
 
-    python -m experiments.general_lm --home runs/            # train (or continue) and report
-    python -m experiments.general_lm --home runs/ --ship     # ... and write the shipped entry
+    python -m experiments.general_lm --home runs/                    # train (or continue) and report
+    python -m experiments.general_lm --home runs/ --ship             # ... and write the shipped entry
+    python -m experiments.general_lm --home runs/ --backwards --ship # the backward LM
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from pathlib import Path
 from experiments.common import SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, run_step, \
     run_ulmfit, stamp
 
-NAME = "general-lm-cpu"   # the store entry (the recipe's run_name)
-SHIPPED = "general-lm"    # the shipped entry's name (stage.parent=general-lm)
+NAMES = {False: "general-lm-cpu", True: "general-lm-cpu-bwd"}  # the store entries, by direction (backwards)
+SHIPPED = {False: "general-lm", True: "general-lm-bwd"}        # the shipped entries (stage.parent=<name>)
 
 
-def wikitext2_perplexity(home: Path, wikitext: Path) -> dict:
+def wikitext2_perplexity(home: Path, name: str, wikitext: Path) -> dict:
     """The entry's loss/perplexity/OOV rate on WikiText-2 test, through the CLI's perplexity stage."""
-    out = home / "evaluations" / f"perplexity-{NAME}-wikitext2.json"
-    run_ulmfit("stage=perplexity", f"stage.model=pretrain/{NAME}", "data=wikitext2", f"data.root={wikitext}",
+    out = home / "evaluations" / f"perplexity-{name}-wikitext2.json"
+    run_ulmfit("stage=perplexity", f"stage.model=pretrain/{name}", "data=wikitext2", f"data.root={wikitext}",
                "stage.parts=[test]", f"stage.output={out}", home=home)
     return json.loads(out.read_text())["test"]
 
@@ -34,21 +36,22 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
     ap.add_argument("--corpus", type=Path, default=SHARED_DATA / "wiki-gutenberg")
     ap.add_argument("--wikitext", type=Path, default=SHARED_DATA / "wikitext-2")
-    ap.add_argument("--ship", action="store_true", help="export the entry to ulmfit/pretrained/general-lm")
+    ap.add_argument("--backwards", action="store_true", help="the backward LM (general-lm-bwd)")
+    ap.add_argument("--ship", action="store_true", help="export the entry to ulmfit/pretrained/<shipped name>")
     args = ap.parse_args()
-    home = args.home.resolve()
-    run_step(home, "pretrain", NAME, "experiment=general_lm_cpu", f"data.root={args.corpus.resolve()}",
-             log=home / f"{NAME}.log")
-    m, lineage = entry_metrics(home, "pretrain", NAME), entry_lineage(home, "pretrain", NAME)
-    wt2 = wikitext2_perplexity(home, args.wikitext.resolve())
-    row = {"date": stamp(), "entry": NAME, "train_tokens": m["train_tokens"], "vocab": m["vocab_size"],
+    home, name = args.home.resolve(), NAMES[args.backwards]
+    run_step(home, "pretrain", name, "experiment=general_lm_cpu", f"data.root={args.corpus.resolve()}",
+             f"backwards={str(args.backwards).lower()}", log=home / f"{name}.log")
+    m, lineage = entry_metrics(home, "pretrain", name), entry_lineage(home, "pretrain", name)
+    wt2 = wikitext2_perplexity(home, name, args.wikitext.resolve())
+    row = {"date": stamp(), "entry": name, "direction": "backward" if args.backwards else "forward", "train_tokens": m["train_tokens"], "vocab": m["vocab_size"],
            "valid_ppl": round(m["valid_perplexity"], 1), "test_ppl": round(m["test_perplexity"], 1),
            "wt2_test_ppl": round(wt2["perplexity"], 1), "wt2_test_oov_pct": round(100 * wt2["oov_rate"], 2),
            "train_h": round(m["train_seconds"] / 3600, 2), "tokens_per_s": round(m["tokens_per_second"]),
            "precision": lineage["precision"], "resumed": len(lineage.get("resumed", []))}
     if args.ship:
         from ulmfit.shipped import export
-        out = export(home / "store" / "pretrain" / NAME, SHIPPED)
+        out = export(home / "store" / "pretrain" / name, SHIPPED[args.backwards])
         row["shipped_mb"] = round((out / "model.safetensors").stat().st_size / 2**20, 1)
     print(append_result("general_lm", row, "The shipped general-domain LM", (
         f"`python -m experiments.general_lm` on {hardware()}.\n"
