@@ -3,6 +3,7 @@
     python -m bench                      # full run on ../shared/data (bench/README.md: how long it took)
     python -m bench --smoke --out DIR    # seconds-scale run on the embedded sample (what CI runs)
     python -m bench --only a,c           # a subset: a+b (LM speed, roofline), c, d, e
+    python -m bench --only a --emulate-avx2   # this CPU capped to AVX2 (ulmfit.emulation), named so in the results
     python -m bench --gpu --tokens .gpu/corpora [--profile]   # only the GPU section (bench/gpu/) -> bench/gpu.md
 
 Each figure is measured side by side in the same run, every training/measurement in a fresh process.
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,7 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm-tokens", type=int, default=None,
                         help=f"(--gpu) stage.lm_tokens of each LM run: WikiText-2 training tokens, a seeded subset "
                              f"of whole documents (default {gpu.LM_TOKENS:,}; 0: all)")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="run as a CPU with AVX2 only (no AVX-512, no bf16): MKL, ATen and oneDNN capped by "
+                             "environment variables (ulmfit.emulation) in this process and every child; the "
+                             "hardware line says EMULATED")
     a = parser.parse_args(argv)
+    from ulmfit.emulation import AVX2_ENV, isa_caps
+    if a.emulate_avx2 and isa_caps() != AVX2_ENV:  # the caps act at each library's first use: a fresh process
+        args = sys.argv[1:] if argv is None else argv
+        return subprocess.call([sys.executable, "-m", "bench", *args], cwd=REPO, env={**os.environ, **AVX2_ENV})
     if a.gpu:  # its own checks: a GPU first (it says so clearly before anything else), then the token files
         if a.data is not None:
             parser.error("--gpu reads portable token files, not raw data: pass --tokens DIR (python -m "

@@ -12,6 +12,7 @@ import torch
 from ulmfit import PACKAGE_DIR, __version__
 from ulmfit.allocator import active_allocator
 from ulmfit.distributed import launched_processes
+from ulmfit.emulation import describe
 
 
 def git_commit() -> str | None:
@@ -43,6 +44,7 @@ def environment_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "processes": launched_processes(),  # > 1: data-parallel training (accelerate launch)
         "malloc": active_allocator(),  # glibc's fragments on long CPU runs (ulmfit.allocator)
+        "cpu_emulation": describe(),  # ISA caps that made this CPU run as another (None: as it is)
         "peak_rss_mb": peak_rss_mb(),  # of this process until the entry was written
         "peak_gpu_mb": peak_gpu_mb(),  # likewise, tensors on the GPU (None without one)
     }

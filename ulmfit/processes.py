@@ -43,8 +43,10 @@ def run_module(module: str, *args: str, env: dict[str, str] | None = None, log: 
     return ""
 
 
-def run_ulmfit(*args: str, home: Path, log: Path | None = None, allocator: bool = True) -> float:
-    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home; return its wall seconds; exit on failure.
+def run_ulmfit(*args: str, home: Path, log: Path | None = None, allocator: bool = True,
+               env: dict[str, str] | None = None) -> float:
+    """Run ``python -m ulmfit <args>`` with ULMFIT_HOME=home and ``env`` added to this process's environment
+    (e.g. ``ulmfit.emulation.AVX2_ENV``); return its wall seconds; exit on failure.
 
     ``allocator``: preload jemalloc/tcmalloc where installed, because under glibc malloc a long CPU run's memory
     grows without bound (``ulmfit.allocator``); the benchmarks pass False to measure the process as it comes.
@@ -54,7 +56,7 @@ def run_ulmfit(*args: str, home: Path, log: Path | None = None, allocator: bool 
     if opts.get("stage") and opts.get("run_name") and \
             latest_checkpoint(checkpoint_dir(home / "store", opts["stage"], opts["run_name"])):
         args = (*args, "resume=true")
-    env = {"ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = {**(env or {}), "ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     if allocator:
         from ulmfit.allocator import preload_env
         env = preload_env({**os.environ, **env})

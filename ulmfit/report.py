@@ -41,8 +41,12 @@ def hardware() -> str:
 
 
 def cpu_bf16() -> str:
-    """What the CPU does with train.precision=bf16: CPU training speed depends on which of these it is."""
+    """What the CPU does with train.precision=bf16: CPU training speed depends on which of these it is. Under
+    ISA caps (``ulmfit.emulation``) the caps and the real CPU come first, so the answer is not read as the CPU's."""
+    from ulmfit.emulation import describe
     from ulmfit.hardware import cpu_has_bf16_instructions, cpu_runs_bf16
     if cpu_has_bf16_instructions():
-        return "bf16 instructions: AVX512-BF16/AMX"
-    return "AVX-512 without bf16 instructions" if cpu_runs_bf16() else "no AVX-512: no CPU bf16"
+        kind = "bf16 instructions: AVX512-BF16/AMX"
+    else:
+        kind = "AVX-512 without bf16 instructions" if cpu_runs_bf16() else "no AVX-512: no CPU bf16"
+    return f"{emulated}; as capped: {kind}" if (emulated := describe()) else kind
