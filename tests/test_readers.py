@@ -89,7 +89,7 @@ def test_csv_tsv_gzip_custom_columns(tmp_path):
     df.to_csv(tmp_path / "train.tsv.gz", sep="\t", index=False, compression="gzip")
     pd.DataFrame({"review": ["no label here"]}).to_csv(tmp_path / "more.csv", index=False)
     parts = CsvReader({"train": tmp_path / "train.tsv.gz", "unsup": tmp_path / "more.csv"},
-                      text_col="review", label_col="stars").read()
+                      text_cols=("review",), label_col="stars").read()
     _check(parts, ["train", "unsup"])
     assert parts["train"]["label"].tolist() == ["5", "1", "3"]
     assert parts["unsup"]["label"].tolist() == [""]
@@ -97,8 +97,10 @@ def test_csv_tsv_gzip_custom_columns(tmp_path):
 
 def test_csv_headerless_by_position(tmp_path):
     (tmp_path / "t.csv").write_text('"1","title","desc"\n"2","t2","d2"\n')
-    parts = CsvReader({"train": tmp_path / "t.csv"}, text_col=2, label_col=0, header=False).read()
+    parts = CsvReader({"train": tmp_path / "t.csv"}, text_cols=(2,), label_col=0, header=False).read()
     assert parts["train"]["text"].tolist() == ["desc", "d2"] and parts["train"]["label"].tolist() == ["1", "2"]
+    two = CsvReader({"train": tmp_path / "t.csv"}, text_cols=(1, 2), label_col=0, header=False).read()
+    assert two["train"]["text"].tolist() == ["xxfld 1 title xxfld 2 desc", "xxfld 1 t2 xxfld 2 d2"]
 
 
 @pytest.mark.parametrize("content,match", [

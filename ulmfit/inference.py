@@ -1,4 +1,7 @@
-"""Classifier entries at inference time: load, tokenize new texts with the entry's vocab, predict.
+"""Classifier entries at inference time: load, tokenize new texts as the entry read its own, predict.
+
+An entry reads the text columns it was trained on (its ``data.text_cols``, joined with fastai's field markers, unless
+``stage.text_cols`` names others).
 
 Several entries (e.g. a forward and a backward classifier) form an ensemble whose class probabilities are
 averaged, as the paper does for its fwd+bwd results. Each model reads the texts in its own direction.
@@ -19,7 +22,7 @@ from fastai.data.core import DataLoaders
 from fastai.losses import CrossEntropyLossFlat
 from fastai.text.learner import TextLearner
 
-from ulmfit.data.readers import open_text, read_table
+from ulmfit.data.readers import Columns, open_text, read_table, text_columns
 from ulmfit.data.tokenizer import TokenIds
 from ulmfit.data.tokens import Docs, TokenizerSettings, vocab_lookup
 from ulmfit.data.loaders import clas_loader
@@ -39,6 +42,7 @@ class Classifier:
     vocab: list[str]
     classes: list[str]
     backwards: bool
+    text_cols: tuple[str | int, ...] = ("text",)  # the input columns it was trained on
 
     @classmethod
     def load(cls, entry: Entry, device: torch.device) -> "Classifier":
@@ -47,7 +51,9 @@ class Classifier:
             raise UsageError(f"{entry.ref} is a {info.get('kind')} entry, not a classifier; pass a 'classify' "
                              f"entry name.")
         model = load_model(entry)
-        return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]))
+        text_cols = text_columns(entry.config().data.get("text_cols") or "text")  # csv data; the others: text
+        return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]),
+                   text_cols)
 
     def predict_probs(self, tokens: TokenIds, bs: int = 64) -> np.ndarray:
         """Class probabilities of tokenized texts, one row per text, in input order."""
@@ -79,10 +85,11 @@ def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings:
     return np.mean([m.predict_probs(tokens, bs) for m in models], axis=0)
 
 
-def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = None,
+def read_inputs(path: str | os.PathLike, text_cols: str | Columns, label_col: str | None = None,
                 encoding: str = "utf-8", keep: Sequence[str] = ()) -> pd.DataFrame:
-    """Texts (and labels, for evaluation) from a CSV/TSV (optionally compressed) or a text file (one per line);
-    ``keep``: input columns carried through as ``input.<column>`` (a text file has one, ``text``)."""
+    """Texts (and labels, for evaluation) from a CSV/TSV (optionally compressed; several ``text_cols`` joined with
+    fastai's field markers) or a text file (one per line); ``keep``: input columns carried through as
+    ``input.<column>`` (a text file has one, ``text``)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"Input file {path} does not exist. Set stage.input=<a CSV, TSV or .txt file>.")
@@ -97,7 +104,8 @@ def read_inputs(path: str | os.PathLike, text_col: str, label_col: str | None = 
             raise UsageError(f"{path} is a text file: its only column is 'text', not {unknown[0]!r}. Fix "
                              f"stage.keep_columns.")
         return pd.DataFrame({"text": texts, "label": [""] * len(texts), **{f"input.{c}": texts for c in keep}})
-    return read_table(path, text_col, label_col, labelled=label_col is not None, encoding=encoding, keep=keep)
+    return read_table(path, text_cols, label_col, labelled=label_col is not None, encoding=encoding, keep=keep,
+                      options="stage.text_cols / stage.label_col")
 
 
 def default_output(stage_cfg: Any, root: str, kind: str, suffix: str) -> Path:
@@ -111,9 +119,13 @@ def default_output(stage_cfg: Any, root: str, kind: str, suffix: str) -> Path:
 def predict_inputs(cfg: Any, label_col: str | None = None) -> tuple[pd.DataFrame, list[Classifier], np.ndarray, float]:
     """What ``predict`` and ``evaluate`` share: read ``stage.input``, load ``stage.models``, tokenize once,
     average the models' probabilities. Returns (inputs, models, probabilities, seconds for the prediction)."""
-    inputs = read_inputs(cfg.stage.input, cfg.stage.text_col, label_col, encoding=cfg.stage.encoding,
-                         keep=list(cfg.stage.get("keep_columns") or []))  # predict has it, evaluate does not
     models = load_ensemble(Store(cfg.paths.store), cfg.stage.models, resolve_device(cfg.train.device))
+    text_cols = cfg.stage.text_cols or models[0].text_cols  # null: the columns the classifiers were trained on
+    if not cfg.stage.text_cols and (other := next((m for m in models if m.text_cols != text_cols), None)):
+        raise UsageError(f"{other.entry.ref} was trained on the columns {list(other.text_cols)} but "
+                         f"{models[0].entry.ref} on {list(text_cols)}; name the input's with stage.text_cols=[...].")
+    inputs = read_inputs(cfg.stage.input, text_cols, label_col, encoding=cfg.stage.encoding,
+                         keep=list(cfg.stage.get("keep_columns") or []))  # predict has it, evaluate does not
     if label_col is not None and (unseen := sorted(set(inputs["label"]) - set(models[0].classes))):
         raise UsageError(f"{cfg.stage.input} has labels {unseen[:5]} that {models[0].entry.ref} never saw "
                          f"(it knows {models[0].classes}). Fix stage.label_col or the labels.")

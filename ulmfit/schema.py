@@ -62,6 +62,13 @@ def boolean(example: str) -> Rule:
     return Rule("true or false", lambda v: isinstance(v, bool), example)
 
 
+def columns(v: Any) -> bool:
+    """A column name (a number where ``data.header=false``), or a list of distinct ones."""
+    names = list(v) if isinstance(v, ListConfig) else [v]
+    return bool(names) and all((isinstance(c, str) and c.strip() != "") or _is_int(c) for c in names) \
+        and len(set(names)) == len(names)
+
+
 def device(v: Any) -> bool:
     return isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:") and v[5:].isdigit())
 
@@ -82,6 +89,7 @@ RULES: dict[str, Rule] = {
     "data.download": boolean("data.download=true"),
     "data.tokens": Rule("a path to a portable token file", lambda v: isinstance(v, str) and v.strip() != "",
                         "data.tokens=imdb.tokens", nullable=True),
+    "data.text_cols": Rule("a column name or a list of them", columns, "data.text_cols=[title,body]"),
     # model
     "model.emb_sz": integer(1, "model.emb_sz=400"),
     "model.n_hid": integer(1, "model.n_hid=1152"),
@@ -133,6 +141,7 @@ RULES: dict[str, Rule] = {
     "stage.parent_vocab": choice(*PARENT_VOCAB),
     "stage.parent_stage": choice(*CLASSIFY_PARENT_STAGES),
     "stage.bs": integer(1, "stage.bs=64"),
+    "stage.text_cols": Rule("a column name or a list of them", columns, "stage.text_cols=[title,body]", nullable=True),
     "logger.mode": choice(*LOGGER_MODES),
     "logger.log_every": integer(1, "logger.log_every=10"),
     "logger.init_timeout": positive("logger.init_timeout=30"),

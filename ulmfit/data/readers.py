@@ -10,7 +10,8 @@ Formats:
   (what ``untar_data(URLs.WIKITEXT)`` unpacks to); one document per article.
 - ``imdb``: the official ``aclImdb/`` tree (what ``untar_data(URLs.IMDB)`` gives) or ``{train,test,unsup}.csv[.xz]``
   with ``text,label`` columns.
-- ``csv``: any CSV/TSV (optionally compressed) with configurable text and label columns.
+- ``csv``: any CSV/TSV (optionally compressed) with configurable text and label columns; several text columns are
+  joined into one text with fastai's field markers (``xxfld 1 <title> xxfld 2 <body>``, as ``tokenize_df`` does).
 - ``trec``: ``train_5500.label`` / ``TREC_10.label`` (``COARSE:fine text``; latin-1, line 66 of the
   training file has a non-UTF-8 byte).
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
 
 import pandas as pd
-from fastai.text.core import UNK
+from fastai.text.core import UNK, _join_texts
 
 from ulmfit.errors import UsageError
 
@@ -163,11 +164,21 @@ class ImdbReader:
 
 
 # ---------------------------------------------------------------------------------------------------
-def read_table(path: Path, text_col: str | int, label_col: str | int | None, *, labelled: bool = True,
+Columns = Sequence[str | int]
+
+
+def text_columns(option: str | int | Columns) -> tuple[str | int, ...]:
+    """``data.text_cols`` (or ``stage.text_cols``) as a tuple: one column name, or a list of them."""
+    return tuple(option) if isinstance(option, Sequence) and not isinstance(option, str) else (option,)
+
+
+def read_table(path: Path, text_cols: str | int | Columns, label_col: str | int | None, *, labelled: bool = True,
                sep: str | None = None, header: bool = True, encoding: str = "utf-8",
-               keep: Sequence[str | int] = ()) -> pd.DataFrame:
+               keep: Sequence[str | int] = (), options: str = "data.text_cols / data.label_col") -> pd.DataFrame:
     """Read one CSV/TSV (compression inferred from the suffix) into ``text``/``label`` columns, plus the columns
-    ``keep`` unchanged as ``input.<column>`` (e.g. an id to carry into predictions)."""
+    ``keep`` unchanged as ``input.<column>`` (e.g. an id to carry into predictions). Several ``text_cols`` are joined
+    as fastai's ``tokenize_df`` joins them (``_join_texts``: ``xxfld 1 <first> xxfld 2 <second> ...``); one column
+    is read as it is. ``options``: what the user sets to name other columns, for the message."""
     if not path.is_file():
         raise UsageError(f"Data file {path} does not exist. Fix the path in the data config.")
     if sep is None:
@@ -185,10 +196,11 @@ def read_table(path: Path, text_col: str | int, label_col: str | int | None, *, 
                          f"CSV/TSV.") from None
     if not header:
         df.columns = list(range(df.shape[1]))
-    missing = [c for c in (text_col, label_col if labelled else None) if c is not None and c not in df.columns]
+    text_cols = text_columns(text_cols)
+    missing = [c for c in (*text_cols, label_col if labelled else None) if c is not None and c not in df.columns]
     if missing:
         raise UsageError(f"{path} has no column {missing[0]!r} (columns: {list(df.columns)}). Set "
-                         f"data.text_col / data.label_col to the right names.")
+                         f"{options} to the right names.")
     if unknown := [c for c in keep if c not in df.columns]:
         raise UsageError(f"{path} has no column {unknown[0]!r} to keep (columns: {list(df.columns)}). Fix "
                          f"stage.keep_columns.")
@@ -196,7 +208,8 @@ def read_table(path: Path, text_col: str | int, label_col: str | int | None, *, 
     if labels is not None and (bad := [i for i, lab in enumerate(labels) if lab == ""]):
         raise UsageError(f"{path} has {len(bad)} rows without a label (first data rows: {bad[:5]}). Fill or "
                          f"drop them, or read the file as unlabelled.")
-    out = _frame(df[text_col].tolist(), labels)
+    texts = df[text_cols[0]] if len(text_cols) == 1 else _join_texts(df[list(text_cols)], mark_fields=True)
+    out = _frame(list(texts), labels)
     for c in keep:
         out[f"input.{c}"] = df[c].tolist()
     return out
@@ -207,7 +220,7 @@ class CsvReader:
     """Any CSV/TSV files, one per part, e.g. ``{train: a.csv, test: b.csv, unsup: c.csv.gz}``."""
 
     files_by_part: Mapping[str, str | Path | None]
-    text_col: str | int = "text"
+    text_cols: tuple[str | int, ...] = ("text",)  # several: joined with fastai's field markers (read_table)
     label_col: str | int | None = "label"
     sep: str | None = None
     header: bool = True
@@ -225,7 +238,7 @@ class CsvReader:
 
     def read(self) -> Parts:
         return _check_nonempty({
-            part: read_table(path, self.text_col, self.label_col, labelled=part not in self.unlabelled_parts,
+            part: read_table(path, self.text_cols, self.label_col, labelled=part not in self.unlabelled_parts,
                              sep=self.sep, header=self.header, encoding=self.encoding)
             for part, path in self._paths().items()}, "the csv data config")
 
@@ -291,7 +304,8 @@ def make_reader(data_cfg: Mapping[str, Any]) -> WikiTextReader | ImdbReader | Cs
     """Build the reader a data config (conf/data/) asks for (``format`` picks the reader)."""
     fmt = data_cfg["format"]
     if fmt == "csv":
-        return CsvReader(dict(data_cfg["files"]), text_col=data_cfg["text_col"], label_col=data_cfg["label_col"],
+        return CsvReader(dict(data_cfg["files"]), text_cols=text_columns(data_cfg["text_cols"]),
+                         label_col=data_cfg["label_col"],
                          sep=data_cfg["sep"], header=data_cfg["header"], encoding=data_cfg["encoding"],
                          unlabelled_parts=tuple(data_cfg["unlabelled_parts"]))
     if fmt not in READERS:

@@ -179,6 +179,9 @@ def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str
                if k not in ("root", "files_by_part")}
     if isinstance(reader, CsvReader):
         options["parts"] = sorted(reader._paths())
+        # one column under the option's earlier name and form: caches and entries made before text_cols match
+        cols = options.pop("text_cols")
+        options["text_col"] = cols[0] if len(cols) == 1 else list(cols)
     files = reader.files()
     h = hashlib.sha256()
     h.update(json.dumps({"reader": type(reader).__name__, "options": options,
