@@ -10,6 +10,9 @@ from ulmfit.config import CONF_DIR
 WIDTH = 115
 # Groups in the order a user meets them; hydra/* are Hydra's own groups that we add options to.
 GROUPS = ("stage", "experiment", "data", "model", "train", "logger", "paths", "hydra/launcher", "hydra/sweeper")
+# Keys listed after their group, each with the comment its line carries in conf/<group>/<file>: (file, keys, heading)
+KEYS = {"data": ("csv.yaml", ("text_cols", "tokenizer", "sp_vocab_size"),
+                 "data options (data=csv; the tokenizer's in every data=...)")}
 EXAMPLES = """\
   python -m ulmfit experiment=quickstart                               # the whole pipeline on the embedded sample
   python -m ulmfit stage=lm_finetune data=csv data.files.train=my.csv  # fine-tune the shipped LM on your texts
@@ -32,6 +35,19 @@ def describe(path: Path) -> str:
     return ""
 
 
+def keys(group: str) -> list[tuple[str, str]]:
+    """(``group.key``, the comment on its line) of the keys ``KEYS`` lists for ``group``."""
+    if group not in KEYS:
+        return []
+    filename, names, _ = KEYS[group]
+    comments = {}
+    for line in (CONF_DIR / group / filename).read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(":")
+        if value and not line.startswith((" ", "#")):  # a top-level key
+            comments[key] = value.partition("#")[2].strip()
+    return [(f"{group}.{name}", comments[name]) for name in names]
+
+
 def options(group: str) -> list[tuple[str, str]]:
     """(option name, description) of every config file of ``group``."""
     return [(p.stem, describe(p)) for p in sorted((CONF_DIR / group).glob("*.yaml"))]
@@ -47,6 +63,9 @@ def render() -> str:
             group, f"{group}=...")
         lines += ["", heading]
         lines += [f"  {name:<22} {text}" for name, text in options(group)]
+        if group_keys := keys(group):
+            lines += ["", KEYS[group][2]]
+            lines += [f"  {name:<22} {text}" for name, text in group_keys]
     lines += ["", "examples:", EXAMPLES, "",
               "Any key can be set: key=value (e.g. train.lr=4e-3 train.epochs=2 seed=7); add a key with +key=value.",
               "Hydra's own options: --hydra-help. Bad values stop the run before any work, with exit code 2."]

@@ -1,7 +1,7 @@
 """Classifier entries at inference time: load, tokenize new texts as the entry read its own, predict.
 
 An entry reads the text columns it was trained on (its ``data.text_cols``, joined with fastai's field markers, unless
-``stage.text_cols`` names others).
+``stage.text_cols`` names others) and cuts them as it did: spaCy words, or the pieces of its SentencePiece model.
 
 Several entries (e.g. a forward and a backward classifier) form an ensemble whose class probabilities are
 averaged, as the paper does for its fwd+bwd results. Each model reads the texts in its own direction.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,8 +23,9 @@ from fastai.losses import CrossEntropyLossFlat
 from fastai.text.learner import TextLearner
 
 from ulmfit.data.readers import Columns, open_text, read_table, text_columns
+from ulmfit.data.subword import model_of
 from ulmfit.data.tokenizer import TokenIds
-from ulmfit.data.tokens import Docs, TokenizerSettings, vocab_lookup
+from ulmfit.data.tokens import Docs, TokenizerSettings, file_sha256, vocab_lookup
 from ulmfit.data.loaders import clas_loader
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import probs_in_input_order
@@ -42,6 +43,7 @@ class Classifier:
     vocab: list[str]
     classes: list[str]
     backwards: bool
+    sp_model: Path | None = None           # the SentencePiece model it reads with; None: spaCy words
     text_cols: tuple[str | int, ...] = ("text",)  # the input columns it was trained on
 
     @classmethod
@@ -53,7 +55,7 @@ class Classifier:
         model = load_model(entry)
         text_cols = text_columns(entry.config().data.get("text_cols") or "text")  # csv data; the others: text
         return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]),
-                   text_cols)
+                   model_of(entry), text_cols)
 
     def predict_probs(self, tokens: TokenIds, bs: int = 64) -> np.ndarray:
         """Class probabilities of tokenized texts, one row per text, in input order."""
@@ -80,9 +82,15 @@ def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.devic
 
 def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
                    bs: int = 64) -> np.ndarray:
-    """Averaged class probabilities of ``models`` for raw ``texts`` (tokenized once, fastai rules)."""
-    tokens = settings.tokenize_ids(texts)
-    return np.mean([m.predict_probs(tokens, bs) for m in models], axis=0)
+    """Averaged class probabilities of ``models`` for raw ``texts`` (tokenized once per tokenizer: fastai's rules,
+    then spaCy words or a SentencePiece model's pieces)."""
+    tokens: dict[str | None, TokenIds] = {}
+    for m in models:  # members of one lineage hold copies of one SentencePiece model: the same sha256
+        key = file_sha256(m.sp_model) if m.sp_model is not None else None
+        if key not in tokens:
+            tokens[key] = replace(settings, sp_model=m.sp_model).tokenize_ids(texts)
+    return np.mean([m.predict_probs(tokens[file_sha256(m.sp_model) if m.sp_model is not None else None], bs)
+                    for m in models], axis=0)
 
 
 def read_inputs(path: str | os.PathLike, text_cols: str | Columns, label_col: str | None = None,

@@ -18,4 +18,5 @@ CLASSIFY_PARENT_STAGES = ("lm_finetune", "pretrain", "none")  # stage.parent_sta
 PROBE_PARENT_STAGES = ("lm_finetune", "pretrain")             # of probe: it needs an encoder
 POOL_LAYERS = ("last", "all")                                 # model.head.pool_layers (ulmfit.models)
 PARENT_VOCAB = ("none", "seen", "all")                        # stage.parent_vocab of lm_finetune (ulmfit.data.tokens)
+TOKENIZERS = ("spacy", "sentencepiece")                       # data.tokenizer (ulmfit.data.subword)
 LOGGER_MODES = ("offline", "online", "disabled")              # logger.mode (ulmfit.tracking)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ulmfit.errors import UsageError
 from ulmfit.options import (CLASSIFY_PARENT_STAGES, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, PARENT_VOCAB, POOL_LAYERS,
-                            PRECISIONS, SCHEDULES)
+                            PRECISIONS, SCHEDULES, TOKENIZERS)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ RULES: dict[str, Rule] = {
     "data.tokens": Rule("a path to a portable token file", lambda v: isinstance(v, str) and v.strip() != "",
                         "data.tokens=imdb.tokens", nullable=True),
     "data.text_cols": Rule("a column name or a list of them", columns, "data.text_cols=[title,body]"),
+    "data.tokenizer": choice(*TOKENIZERS),
+    "data.sp_vocab_size": integer(1, "data.sp_vocab_size=8000", nullable=True),
     # model
     "model.emb_sz": integer(1, "model.emb_sz=400"),
     "model.n_hid": integer(1, "model.n_hid=1152"),

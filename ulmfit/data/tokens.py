@@ -1,7 +1,10 @@
-"""Tokenization (fastai ``Tokenizer`` rules + spaCy blank English), its on-disk cache, and numericalization.
+"""Tokenization (fastai ``Tokenizer`` rules + spaCy blank English, or a SentencePiece model), its on-disk cache, and
+numericalization.
 
 A corpus is tokenized once and cached as flat integer arrays, keyed by a fingerprint of the input files,
-the reader's options and the tokenizer settings (and library versions). Token ids in the cache index a
+the reader's options and the tokenizer settings (and library versions). The fingerprint names the texts and is
+what lineage records and parent lookup matches; a corpus cut into SentencePiece pieces is cached under that
+fingerprint joined with its model's sha256 (``TokenizerSettings.cache_name``). Token ids in the cache index a
 sorted list of every distinct token; numericalizing against a vocabulary (any ``max_vocab``/``min_freq``,
 or a parent model's vocab) is then one vectorised lookup, so a second run or a sweep never tokenizes again.
 
@@ -33,6 +36,7 @@ import numpy as np
 from fastai.text.core import UNK, defaults
 from fastai.text.data import make_vocab
 
+from ulmfit.data import subword
 from ulmfit.data.readers import CsvReader
 from ulmfit.data.tokenizer import TokenIds, counts_of, tokenize_ids
 from ulmfit.errors import UsageError
@@ -58,23 +62,47 @@ def spacy_version() -> str:
 
 @dataclass(frozen=True)
 class TokenizerSettings:
-    """fastai's default pre-rules (fix_html, replace_rep, ..., replace_maj, lowercase) + spaCy blank ``lang``."""
+    """fastai's default pre-rules (fix_html, replace_rep, ..., replace_maj, lowercase) + spaCy blank ``lang``, or
+    with ``sp_model`` the pieces of that SentencePiece model (``ulmfit.data.subword``)."""
 
     lang: str = "en"
     n_workers: int | None = None  # None = one per core; does not change the output
+    sp_model: Path | None = None  # data.tokenizer=sentencepiece: the model file; None: spaCy words
 
     @classmethod
-    def from_config(cls, tok_cfg: Any) -> "TokenizerSettings":
-        """From the ``tokenizer`` config group."""
-        return cls(lang=tok_cfg["lang"], n_workers=tok_cfg["n_workers"])
+    def from_config(cls, tok_cfg: Any, sp_model: Path | None = None) -> "TokenizerSettings":
+        """From the ``tokenizer`` config group (and the SentencePiece model a stage reads with, if any)."""
+        return cls(lang=tok_cfg["lang"], n_workers=tok_cfg["n_workers"], sp_model=sp_model)
 
     @property
     def rules(self) -> list:
         return list(defaults.text_proc_rules)
 
+    @property
+    def kind(self) -> str:
+        return subword.SENTENCEPIECE if self.sp_model is not None else subword.SPACY
+
     def tokenize_ids(self, texts: Sequence[str], index: dict[str, int] | None = None) -> TokenIds:
-        """fastai-identical tokens of ``texts`` with these settings (``ulmfit.data.tokenizer.tokenize_ids``)."""
+        """fastai-identical tokens of ``texts`` with these settings (``ulmfit.data.tokenizer.tokenize_ids``, or
+        ``ulmfit.data.subword.tokenize_ids``)."""
+        if self.sp_model is not None:
+            return subword.tokenize_ids(texts, self.sp_model, index)
         return tokenize_ids(list(texts), self.lang, self.rules, n_workers=self.n_workers, index=index)
+
+    def record(self) -> dict[str, Any]:
+        """The tokenizer as lineage records it: its kind, and a SentencePiece model's sha256."""
+        if self.sp_model is None:
+            return {"kind": self.kind}
+        return {"kind": self.kind, "sp_model_sha256": file_sha256(self.sp_model),
+                "sentencepiece": subword.sentencepiece_version()}
+
+    def cache_name(self, fingerprint: str) -> str:
+        """The cache folder of the corpus ``fingerprint`` names, tokenized with these settings: the fingerprint
+        itself for spaCy words, joined with the model's sha256 (and sentencepiece's version) for pieces."""
+        if self.sp_model is None:
+            return fingerprint
+        record = json.dumps({"fingerprint": fingerprint, **self.record()}, sort_keys=True).encode()
+        return f"{fingerprint[:12]}-sp-{hashlib.sha256(record).hexdigest()[:12]}"
 
     def signature(self) -> dict[str, Any]:
         """Everything that changes the tokens (not ``n_workers``). spaCy's version comes from its installed
@@ -137,6 +165,7 @@ class TokenizedCorpus:
     parts: dict[str, Docs]
     cache_hit: bool = False
     seconds: float = 0.0  # time to tokenize (miss) or to load (hit)
+    tokenizer: dict[str, Any] = field(default_factory=lambda: {"kind": subword.SPACY})  # TokenizerSettings.record
 
     def counts(self, parts: Iterable[str], docs: Sequence[int] | None = None) -> Counter:
         """Token counts over ``parts``; with ``docs``, over those documents of each part only."""
@@ -174,7 +203,8 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str, Any]]:
-    """Key of a tokenized corpus: file contents (not paths), reader options, tokenizer signature."""
+    """Key of a tokenized corpus: file contents (not paths), reader options, tokenizer signature (fastai's rules,
+    spaCy's; the same for SentencePiece pieces, whose model ``TokenizerSettings.cache_name`` adds)."""
     options = {k: (dict(v) if isinstance(v, dict) else v) for k, v in dataclasses.asdict(reader).items()
                if k not in ("root", "files_by_part")}
     if isinstance(reader, CsvReader):
@@ -199,14 +229,14 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     """Return the tokenized corpus of ``reader``, from the cache when its fingerprint is there."""
     t0 = time.perf_counter()
     key, info = fingerprint(reader, settings)
-    path = Path(cache_dir).expanduser() / key
+    path = Path(cache_dir).expanduser() / settings.cache_name(key)
     if (path / "meta.json").is_file():
         corpus = open_cached(path)
         corpus.cache_hit, corpus.seconds = True, time.perf_counter() - t0
         log.info("Token cache hit %s (%.1fs)", path, corpus.seconds)
         return corpus
 
-    if spacy_version() == SPACY_MISSING:
+    if settings.kind == subword.SPACY and spacy_version() == SPACY_MISSING:
         raise UsageError(f"No token cache {path.name} for this corpus, and tokenizing it needs spaCy, which is not "
                          f"installed: pip install spacy, or tokenize where it is and read the result here with "
                          f"data.tokens=<file> (python -m ulmfit stage=export_tokens ... writes that file).")
@@ -226,7 +256,8 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     for docs in parts.values():
         docs.ids = remap[docs.ids]
     seconds = time.perf_counter() - t0
-    save_cached(path, tokens, parts, {**info, "fingerprint": key, "tokenize_seconds": round(seconds, 2),
+    save_cached(path, tokens, parts, {**info, "fingerprint": key, "tokenizer": settings.record(),
+                                      "tokenize_seconds": round(seconds, 2),
                                 "parts": {n: {"docs": len(d), "tokens": int(d.n_tokens)} for n, d in parts.items()}})
     log.info("Tokenized corpus in %.1fs, cached at %s", seconds, path)
     del parts  # reopen memory-mapped, as a cache hit would: RAM stays bounded for any corpus size
@@ -254,7 +285,38 @@ def open_cached(path: Path) -> TokenizedCorpus:
                         np.load(path / f"{name}.offsets.npy"),
                         json.loads((path / f"{name}.labels.json").read_text(encoding="utf-8")))
              for name in meta["parts"]}
-    return TokenizedCorpus(path, path.name, tokens, parts)
+    # the fingerprint (not the folder's name, which a SentencePiece corpus extends) is what lineage records
+    return TokenizedCorpus(path, meta.get("fingerprint", path.name), tokens, parts,
+                           tokenizer=meta.get("tokenizer", {"kind": subword.SPACY}))
+
+
+def sentencepiece_model(reader: Any, parts: Sequence[str], vocab_size: int | None,
+                        cache_dir: str | os.PathLike) -> Path:
+    """A SentencePiece model trained on the texts of ``parts`` (those the reader has) with ``vocab_size`` pieces
+    (``ulmfit.data.subword.train_model``), cached beside the token cache by its inputs: the corpus's fingerprint,
+    the parts, the size and sentencepiece's version. A second run (a sweep's job, a resumed run) reuses it."""
+    key, _ = fingerprint(reader, TokenizerSettings())
+    inputs = {"fingerprint": key, "parts": list(parts), "vocab_size": vocab_size,
+              "sentencepiece": subword.sentencepiece_version()}
+    folder = Path(cache_dir).expanduser() / "sentencepiece" / hashlib.sha256(
+        json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
+    if (folder / subword.SP_MODEL).is_file():
+        return folder / subword.SP_MODEL
+    raw = reader.read()
+    texts = [t for p in parts if p in raw for t in raw[p]["text"].tolist()]
+    if not texts:
+        raise UsageError(f"No texts to train a SentencePiece model on: the corpus has none of the parts {list(parts)} "
+                         f"(it has {list(raw)}).")
+    t0 = time.perf_counter()
+    with atomic_path(folder, directory=True, exists="keep") as tmp:  # a concurrent job's model is kept
+        subword.train_model(texts, vocab_size, tmp)
+        (tmp / "meta.json").write_text(json.dumps({**inputs, "texts": len(texts),
+                                                   "seconds": round(time.perf_counter() - t0, 2)}, indent=2))
+    log.info("Trained a SentencePiece model on %d texts of %s in %.1fs: %s", len(texts), list(parts),
+             time.perf_counter() - t0, folder)
+    return folder / subword.SP_MODEL
+
+
 
 
 # ---------------------------------------------------------------------------------------------------

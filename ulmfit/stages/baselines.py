@@ -8,6 +8,9 @@ valid + test metrics -> store entry ``<tfidf|nbsvm>/<run>`` (metrics, config, li
 - NB-SVM (Wang & Manning 2012): binarized 1–2-gram features scaled by the naive-Bayes log-count ratio r,
   then a linear classifier; one-vs-rest for more than two classes (one r per class), as in their paper's
   setup (here with logistic regression as the linear model, the common "NBSVM-LR" variant).
+They read the same text as the classifier: several ``data.text_cols`` joined with fastai's field markers, which are
+plain tokens to the n-grams; with ``data.tokenizer=sentencepiece``, n-grams of pieces, from a model trained on the
+training texts (a baseline has no parent LM to take one from).
 Options: ``stage.params`` (conf/stage/tfidf.yaml, conf/stage/nbsvm.yaml).
 """
 
@@ -29,7 +32,7 @@ from ulmfit.data import labelled_classes, load_corpus, scored_test, split_of
 from ulmfit.data.tokens import Docs, TokenizedCorpus
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics
-from ulmfit.stages.common import lineage, open_store, save_entry
+from ulmfit.stages.common import lineage, open_store, save_entry, subword_model
 from ulmfit.store import Entry
 
 
@@ -131,7 +134,8 @@ def run(cfg: DictConfig) -> Entry:
     if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0 for c in grid):
         raise UsageError(f"stage.params.C={params['C']!r}: use a positive number or a list of them "
                          f"(e.g. 'stage.params.C=[0.1,1,10]').")
-    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    sp_model = subword_model(cfg, None, ["train"])  # data.tokenizer=sentencepiece: trained on the texts
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, sp_model)
     classes = labelled_classes(corpus)
     train_all = corpus.part("train")
     keep, held = split_of(corpus, cfg.data, cfg.data_seed)
@@ -156,4 +160,5 @@ def run(cfg: DictConfig) -> Entry:
                     "n_test": len(test) if "test" in corpus.parts else 0,
                     "n_features": int(len(pipe[0].vocabulary_)), "classes": classes})
     taken = {"parts": ["train"], "n_train": int(len(keep)), "n_valid": int(len(held)), "n_test": metrics["n_test"]}
-    return save_entry(store, stage, name, cfg, metrics=metrics, lineage=lineage(cfg, corpus, taken))
+    return save_entry(store, stage, name, cfg, metrics=metrics, lineage=lineage(cfg, corpus, taken),
+                      sp_model=sp_model)

@@ -19,7 +19,7 @@ from ulmfit.evaluation import classification_metrics, predict_probs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import AUTO, CLAS_MONITORS, CLASSIFY_PARENT_STAGES
-from ulmfit.stages.common import data_identity, find_parent, lineage, open_run, save_entry
+from ulmfit.stages.common import data_identity, find_parent, lineage, open_run, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.precision import scoring_in_fp32
 from ulmfit.training import check_monitor, clas_learner, fit_phases, kept_history, seed_everything
@@ -45,10 +45,11 @@ def run(cfg: DictConfig) -> Entry:
                                                                         fits)
     if parent is not None:
         check_direction(parent, cfg.backwards)
+    sp_model = subword_model(cfg, parent, ["train"])  # the parent's, or (no parent) trained on the texts
     seed_everything(cfg.seed)
     device, precision = resolve_hardware(cfg.train)
 
-    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, sp_model)
     classes = labelled_classes(corpus)
     vocab = parent.vocab if parent else build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     docs = numericalize(corpus, "train", vocab)
@@ -85,4 +86,4 @@ def run(cfg: DictConfig) -> Entry:
     taken = {"parts": ["train"], "n_train": len(train), "n_valid": len(valid), "n_test": metrics["n_test"]}
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn),
-                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint, sp_model=sp_model)

@@ -6,7 +6,8 @@ import datetime as dt
 import hashlib
 import logging
 import re
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -18,7 +19,9 @@ from ulmfit import tracking
 from ulmfit.checkpoint import ResumeState, RunCheckpoint
 from ulmfit.data.portable import portable_fingerprint
 from ulmfit.data.readers import make_reader
-from ulmfit.data.tokens import TokenizedCorpus, TokenizerSettings, fingerprint
+from ulmfit.data.subword import NOT_PORTABLE, SP_MODEL, SPACY, check_tokenizer, model_of
+from ulmfit.data.tokens import TokenizedCorpus, TokenizerSettings, fingerprint, sentencepiece_model
+from ulmfit.distributed import main_process_first
 from ulmfit.errors import UsageError
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
@@ -126,19 +129,36 @@ def parent_ref(parent: Entry | None) -> dict[str, str] | None:
     return {"stage": parent.stage, "name": parent.name, "created": parent.created} if parent else None
 
 
+def subword_model(cfg: DictConfig, parent: Entry | None, vocab_parts: Sequence[str]) -> Path | None:
+    """The SentencePiece model this stage reads its texts with (``data.tokenizer=sentencepiece``; None: spaCy words):
+    its parent's, or in a stage without a parent one trained on the texts it builds its vocabulary from
+    (``vocab_parts``; cached). A parent built with the other tokenizer stops the run (``ulmfit.data.subword``)."""
+    kind = cfg.data.get("tokenizer") or SPACY  # .get: hand-written data configs may lack the key
+    if parent is not None:
+        check_tokenizer(parent, kind)
+        return model_of(parent)
+    if kind == SPACY:
+        return None
+    if cfg.data.get("tokens"):
+        raise UsageError(NOT_PORTABLE)
+    with main_process_first():  # data-parallel runs: rank 0 trains it, the others read it
+        return sentencepiece_model(make_reader(cfg.data), vocab_parts, cfg.data.get("sp_vocab_size"), cfg.paths.cache)
+
+
 def lineage(cfg: DictConfig, corpus: TokenizedCorpus | None, data: Mapping[str, Any] | None = None, *,
             parent: Entry | None = None, precision: str | None = None, learn=None, **extra: Any) -> dict[str, Any]:
     """The lineage every stage records (the store adds its creation time and environment):
 
     - ``parent``: the entry it started from (None: none);
-    - ``data``: the corpus it read (its token-cache ``fingerprint``, ``format``, ``source``) and what it took of
-      it (``data``: parts, n_train/n_valid/n_test, lm_tokens); None for a stage that read no corpus;
+    - ``data``: the corpus it read (its token-cache ``fingerprint``, ``format``, ``source``), how it was tokenized
+      (``tokenizer``: spaCy words, or the sha256 of a SentencePiece model) and what it took of it (``data``: parts,
+      n_train/n_valid/n_test, lm_tokens); None for a stage that read no corpus;
     - ``parent_data``: the parent's corpus, and whether it is this run's (None without a parent or corpus);
     - ``precision``: what the network ran in (``auto`` resolved; None where no network ran), and with ``learn``
       what the other device-dependent ``auto`` options ran as (``device_choices``);
     - ``extra``: what only this stage records (``imported_from``)."""
     this = None if corpus is None else {"fingerprint": corpus.fingerprint, "format": cfg.data.format,
-                                        "source": data_source(cfg.data), **(data or {})}
+                                        "source": data_source(cfg.data), "tokenizer": corpus.tokenizer, **(data or {})}
     return {"parent": parent_ref(parent), "data": this,
             "parent_data": parent_data(parent, this) if this is not None else None,
             "precision": precision, **(device_choices(learn) if learn is not None else {}), **extra}
@@ -147,9 +167,11 @@ def lineage(cfg: DictConfig, corpus: TokenizedCorpus | None, data: Mapping[str, 
 def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, metrics: Mapping[str, Any],
                lineage: Mapping[str, Any], model: torch.nn.Module | None = None, vocab: list[str] | None = None,
                info: Mapping[str, Any] | None = None,
-               curves: Mapping[str, Any] | None = None, checkpoint: RunCheckpoint | None = None) -> Entry:
+               curves: Mapping[str, Any] | None = None, checkpoint: RunCheckpoint | None = None,
+               sp_model: Path | None = None) -> Entry:
     """Write a complete entry atomically and print its metrics: its ``model`` (weights, ``vocab``, ``info``) where
-    it has one (the baselines and the probe keep none), ``curves`` (per-step training curves), config, lineage.
+    it has one (the baselines and the probe keep none), ``curves`` (per-step training curves), config, lineage, and
+    the SentencePiece model its texts were read with (``sp_model``, see ``subword_model``), which its children reuse.
     A training run's ``checkpoint`` is recorded in the lineage when the run was resumed, then removed."""
     lineage = dict(lineage)
     if checkpoint is not None and checkpoint.resumed:
@@ -160,6 +182,8 @@ def save_entry(store: Store, stage: str, name: str, cfg: DictConfig, *, metrics:
             w.save_json("vocab.json", vocab)
             w.save_json("model.json", dict(info))
         w.save_json("metrics.json", dict(metrics))
+        if sp_model is not None:
+            w.save_copy(SP_MODEL, sp_model)
         if curves is not None:
             w.save_json("curves.json", dict(curves))
         w.save_config(cfg)

@@ -18,7 +18,7 @@ from ulmfit.data.streams import within_budget
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import find_parent, lineage, open_run, save_entry
+from ulmfit.stages.common import find_parent, lineage, open_run, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS, PARENT_VOCAB
@@ -38,10 +38,11 @@ def run(cfg: DictConfig) -> Entry:
     parent = find_parent(store, "pretrain", cfg.stage.parent)
     if parent is not None:
         check_direction(parent, cfg.backwards)
+    sp_model = subword_model(cfg, parent, cfg.stage.lm_parts)  # the parent's, or trained on the LM's texts
     seed_everything(cfg.seed)
     device, precision = resolve_hardware(cfg.train)
 
-    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, sp_model)
     parts = [p for p in cfg.stage.lm_parts if p in corpus.parts]
     if not parts:
         raise UsageError(f"None of stage.lm_parts={list(cfg.stage.lm_parts)} is in the corpus "
@@ -94,4 +95,4 @@ def run(cfg: DictConfig) -> Entry:
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage(cfg, corpus, {"parts": parts, "lm_tokens": budget}, parent=parent,
                                       precision=precision, learn=learn),
-                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint, sp_model=sp_model)

@@ -22,6 +22,7 @@ from ulmfit.data.loaders import lm_loader
 from ulmfit.errors import UsageError
 from ulmfit.files import write_atomic
 from ulmfit.report import print_table
+from ulmfit.stages.common import subword_model
 from ulmfit.store import Store
 from ulmfit.hardware import resolve_hardware
 from ulmfit.training import lm_eval, lm_learner
@@ -35,7 +36,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          f"lm_finetune/<name>.")
     entry = Store(cfg.paths.store).get(stage, name)
     device, precision = resolve_hardware(cfg.train)
-    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    # data.tokenizer=sentencepiece: the texts cut by the LM's own model
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, subword_model(cfg, entry, cfg.stage.parts))
     if missing := [p for p in cfg.stage.parts if p not in corpus.parts]:
         raise UsageError(f"stage.parts has {missing}, which the corpus lacks (it has {list(corpus.parts)}).")
     vocab, model = entry.vocab, load_model(entry)

@@ -15,7 +15,7 @@ from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.data.streams import within_budget
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import lineage, open_run, save_entry
+from ulmfit.stages.common import lineage, open_run, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS
@@ -32,7 +32,8 @@ def run(cfg: DictConfig) -> Entry:
     seed_everything(cfg.seed)
     device, precision = resolve_hardware(cfg.train)
 
-    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    sp_model = subword_model(cfg, None, ["train"])  # data.tokenizer=sentencepiece: trained on the vocab's texts
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, sp_model)
     vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.data_seed)
     train = within_budget(train, cfg.stage.lm_tokens, cfg.data_seed)  # e.g. a part of a 100M-token corpus
@@ -64,4 +65,4 @@ def run(cfg: DictConfig) -> Entry:
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage(cfg, corpus, {"parts": ["train"], "lm_tokens": cfg.stage.lm_tokens},
                                       precision=precision, learn=learn),
-                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint)
+                      curves=learn.curve_recorder.curves(), checkpoint=checkpoint, sp_model=sp_model)

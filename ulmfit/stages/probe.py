@@ -30,7 +30,7 @@ from ulmfit.evaluation import classification_metrics
 from ulmfit.models import build_classifier, classifier_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import PROBE_PARENT_STAGES
-from ulmfit.stages.common import data_identity, find_parent, lineage, open_store, save_entry
+from ulmfit.stages.common import data_identity, find_parent, lineage, open_store, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.training import clas_learner, seed_everything
 from ulmfit.weights import check_direction, load_encoder
@@ -59,10 +59,11 @@ def run(cfg: DictConfig) -> Entry:
     parent = find_parent(store, cfg.stage.parent_stage, cfg.stage.parent,
                          data if cfg.stage.parent_stage == "lm_finetune" else None)
     check_direction(parent, cfg.backwards)
+    sp_model = subword_model(cfg, parent, ["train"])  # data.tokenizer=sentencepiece: the parent's model
     seed_everything(cfg.seed)
     device, _ = resolve_hardware(cfg.train)
 
-    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache)
+    corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, sp_model)
     classes = labelled_classes(corpus)
     docs = numericalize(corpus, "train", parent.vocab)
     keep, held = split_of(corpus, cfg.data, cfg.data_seed)
@@ -109,4 +110,5 @@ def run(cfg: DictConfig) -> Entry:
                     "classes": classes})
     taken = {"parts": ["train"], "n_train": len(train), "n_valid": len(valid), "n_test": metrics["n_test"]}
     return save_entry(store, STAGE, name, cfg, metrics=metrics,
-                      lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn))
+                      lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn),
+                      sp_model=sp_model)

@@ -5,6 +5,7 @@ One entry per run at ``<root>/<stage>/<run-name>/``::
     model.safetensors   weights (safetensors: loading never unpickles)
     vocab.json          the token list, index = id
     model.json          what to rebuild: architecture, its config, vocab size, direction
+    spm.model           the SentencePiece model its texts were cut with (data.tokenizer=sentencepiece only)
     config.yaml         the fully resolved Hydra config of the run
     metrics.json        final (and per-epoch) metrics
     lineage.json        parent entry, data fingerprint, versions, git commit; its presence marks a complete entry
@@ -28,6 +29,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,6 +208,10 @@ class EntryWriter:
     def save_model(self, model: torch.nn.Module, filename: str = WEIGHTS) -> None:
         # save_model (not save_file) because AWD-LSTM shares tensors (encoder/encoder_dp, tied decoder).
         save_model(model, str(self.path / filename))
+
+    def save_copy(self, filename: str, source: Path) -> None:
+        """A copy of a file made elsewhere (e.g. the SentencePiece model a corpus was read with)."""
+        shutil.copyfile(source, self.path / filename)
 
     def save_json(self, filename: str, obj: Any) -> None:
         (self.path / filename).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
