@@ -18,9 +18,10 @@ from pathlib import Path
 
 from experiments.common import SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, run_step, \
     run_ulmfit, stamp
+from ulmfit.directions import BACKWARD, FORWARD, backward_name
 
-NAMES = {False: "general-lm-cpu", True: "general-lm-cpu-bwd"}  # the store entries, by direction (backwards)
-SHIPPED = {False: "general-lm", True: "general-lm-bwd"}        # the shipped entries (stage.parent=<name>)
+NAMES = {False: "general-lm-cpu", True: backward_name("general-lm-cpu")}  # the store entries, by direction
+SHIPPED = {False: "general-lm", True: backward_name("general-lm")}        # the shipped ones (stage.parent=<name>)
 
 
 def wikitext2_perplexity(home: Path, name: str, wikitext: Path) -> dict:
@@ -41,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     home, name = args.home.resolve(), NAMES[args.backwards]
     run_step(home, "pretrain", name, "experiment=general_lm_cpu", f"data.root={args.corpus.resolve()}",
-             f"backwards={str(args.backwards).lower()}", log=home / f"{name}.log")
+             f"direction={BACKWARD if args.backwards else FORWARD}", log=home / f"{name}.log")
     m, lineage = entry_metrics(home, "pretrain", name), entry_lineage(home, "pretrain", name)
     wt2 = wikitext2_perplexity(home, name, args.wikitext.resolve())
     row = {"date": stamp(), "entry": name, "direction": "backward" if args.backwards else "forward", "train_tokens": m["train_tokens"], "vocab": m["vocab_size"],

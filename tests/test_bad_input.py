@@ -85,8 +85,15 @@ CASES = {
                                             *imdb_csv(m), "stage.parent=pre"][1:], "do not match the model", 2),
     "vocab-size mismatch": (lambda h, m: [_drop_vocab(h / "store/pretrain/pre/vocab.json"), "stage=lm_finetune",
                                           *imdb_csv(m), "stage.parent=pre"][1:], "vocab.json has", 2),
-    "direction mismatch": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=pre", "backwards=true"],
+    "direction mismatch": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=pre", "direction=backward"],
                            "forward model", 2),
+    # a backward run, or both directions, from a parent without its backward model (pre-bwd): what to make, and how
+    "backward run without a backward parent": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "direction=backward"],
+                                               "There is no pretrain/pre-bwd, the backward model beside pretrain/pre", 2),
+    "both directions without a backward parent": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "direction=both",
+                                                                "stage.parent=pre"],
+                                                  "There is no pretrain/pre-bwd, the backward model beside pretrain/pre", 2),
+    "unknown direction": (lambda h, m: ["stage=classify", "direction=sideways"], "one of forward, backward, both", 2),
     "unwritable store": (lambda h, m: ["stage=tfidf", *imdb_csv(m), f"paths.store={_write(h / 'afile', 'x')}/store"],
                          "not writable", 2),
     "diverging training": (lambda h, m: ["stage=pretrain", "data=wikitext2", f"data.root={m.parent / 'w'}",
@@ -153,7 +160,7 @@ def test_bad_input_gets_one_clear_message(case, home, mini_imdb, mini_wikitext, 
     if code == 2:  # Hydra words its own messages for bad overrides; ours start with "ulmfit: error:"
         assert "Traceback" not in out.stderr
         assert case in HYDRA_REPORTS or out.stderr.strip().startswith("ulmfit: error:")
-    if "damaged" in fragment:  # one line, nothing else (no warning, no traceback)
+    if "damaged" in fragment or "backward model beside" in fragment:  # one line, nothing else (no warning, no traceback)
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     print(f"\n{case} -> exit {out.returncode}: {out.stderr.strip().splitlines()[-1]}")  # for the record (-s)
     after = _snapshot(home)

@@ -193,18 +193,55 @@ def test_predict_keeps_input_order_and_evaluate_reports(chain, mini_imdb, tmp_pa
     assert report["n"] == 60 and report["accuracy"] == pytest.approx(chain[3].metrics["test_accuracy"], abs=1e-9)
 
 
-def test_backward_chain_and_ensemble(chain, mini_imdb, tmp_path):
+def test_both_directions_fine_tune_classify_and_predict_as_one_ensemble(chain, mini_imdb, tmp_path):
+    """direction=both: lm_finetune and classify write <run> from the parent and <run>-bwd from the parent's backward
+    model (<parent>-bwd); classify reports forward, backward and their averaged-probability ensemble; predict and
+    evaluate on the run name average the pair."""
+    from ulmfit.evaluation import ensemble_report
     root = chain[0]
-    _run("pretrain", root, *imdb_csv(mini_imdb), "backwards=true", "run_name=pre-bwd")
-    with pytest.raises(Exception, match="forward model"):  # direction mismatch is refused
-        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "backwards=true", "run_name=x")
-    _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre-bwd", "backwards=true", "run_name=ft-bwd")
-    bwd = _run("classify", root, *imdb_csv(mini_imdb), "stage.parent=ft-bwd", "backwards=true", "run_name=clas-bwd")
-    assert bwd.model_info["backwards"] is True
-    pd.read_csv(mini_imdb / "test.csv").to_csv(tmp_path / "t.csv", index=False)
-    ens = _run("evaluate", root, f"stage.input={tmp_path / 't.csv'}", "stage.models=[clas,clas-bwd]",
-               f"stage.output={tmp_path / 'e.json'}")
-    assert ens["models"] == ["classify/clas", "classify/clas-bwd"] and 0 <= ens["accuracy"] <= 1
+    _run("pretrain", root, *imdb_csv(mini_imdb), "direction=backward", "run_name=pre-bwd")
+    with pytest.raises(UsageError, match="forward model"):  # direction mismatch is refused
+        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "direction=backward", "run_name=x")
+    ft = _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "direction=both", "run_name=ft2")
+    store = Store(root / "store")
+    ft_bwd = store.get("lm_finetune", "ft2-bwd")
+    assert (ft.lineage["parent"]["name"], ft_bwd.lineage["parent"]["name"]) == ("pre", "pre-bwd")
+    assert (ft.model_info["backwards"], ft_bwd.model_info["backwards"]) == (False, True)
+    clas = _run("classify", root, *imdb_csv(mini_imdb), "stage.parent=ft2", "direction=both", "run_name=pair")
+    bwd = store.get("classify", "pair-bwd")
+    assert bwd.model_info["backwards"] is True and bwd.lineage["parent"]["name"] == "ft2-bwd"
+    assert bwd.config().data_seed == clas.config().data_seed and bwd.metrics["n_valid"] == clas.metrics["n_valid"]
+    figures = clas.metrics["directions"]
+    assert figures["members"] == ["classify/pair", "classify/pair-bwd"]
+    assert figures["forward"]["test_accuracy"] == pytest.approx(clas.metrics["test_accuracy"], abs=1e-9)
+    assert figures["backward"]["test_accuracy"] == pytest.approx(bwd.metrics["test_accuracy"], abs=1e-9)
+    assert {"valid_accuracy", "valid_loss", "test_accuracy", "test_error_rate", "test_loss"} <= set(figures["ensemble"])
+
+    # each direction's probabilities on the test texts, predicted alone; the ensemble is their average
+    test = pd.read_csv(mini_imdb / "test.csv")
+    test.to_csv(tmp_path / "t.csv", index=False)
+    alone = [_run("predict", root, f"stage.input={tmp_path / 't.csv'}", f"stage.models=[{m}]",
+                  f"stage.output={tmp_path / f'{m}.csv'}") for m in ("pair", "pair-bwd")]
+    both = _run("predict", root, f"stage.input={tmp_path / 't.csv'}", "stage.models=[pair]", "direction=both",
+                f"stage.output={tmp_path / 'both.csv'}")
+    prob_cols = [c for c in both.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(both[prob_cols].to_numpy(), (alone[0][prob_cols] + alone[1][prob_cols]).to_numpy() / 2,
+                               rtol=1e-6)
+    classes = [c.removeprefix("prob_") for c in prob_cols]
+    targets = [classes.index(c) for c in test["label"]]
+    expected = ensemble_report({m: a[prob_cols].to_numpy() for m, a in zip(("forward", "backward"), alone)}, targets,
+                               classes)
+    for model in ("forward", "backward", "ensemble"):  # classify's figures are those of the stored pair
+        assert figures[model]["test_accuracy"] == pytest.approx(expected[model]["accuracy"], abs=1e-9)
+        assert figures[model]["test_loss"] == pytest.approx(expected[model]["loss"], rel=1e-4)
+    report = _run("evaluate", root, f"stage.input={tmp_path / 't.csv'}", "stage.models=[pair]", "direction=both",
+                  f"stage.output={tmp_path / 'e.json'}")
+    assert report["models"] == ["classify/pair", "classify/pair-bwd"]
+    assert report["accuracy"] == pytest.approx(figures["ensemble"]["test_accuracy"], abs=1e-9)
+    assert report["by_model"]["classify/pair-bwd"]["accuracy"] == pytest.approx(bwd.metrics["test_accuracy"], abs=1e-9)
+    # the pair's forward member has no backward model of its own: refused before any work, naming what to make
+    with pytest.raises(UsageError, match="There is no classify/clas-bwd, the backward model beside classify/clas"):
+        _run("evaluate", root, f"stage.input={tmp_path / 't.csv'}", "stage.models=[clas]", "direction=both")
 
 
 def test_classify_without_pretraining(tmp_path, mini_imdb):

@@ -141,6 +141,8 @@ class RunCheckpoint:
 
     def _check_config(self, saved: dict[str, Any]) -> dict[str, list]:
         old, new = _flat(saved), _flat(self.config)
+        if "backwards" in old:  # a checkpoint written before `direction` replaced the `backwards` flag
+            old["direction"] = "backward" if old.pop("backwards") else "forward"
         changed = sorted(k for k in old.keys() | new.keys() if not _ignored(k) and old.get(k) != new.get(k))
         fatal = [k for k in changed if not k.startswith("train.")]
         if fatal:

@@ -18,6 +18,7 @@ EXAMPLES = """\
   python -m ulmfit stage=lm_finetune data=csv data.files.train=my.csv  # fine-tune the shipped LM on your texts
   python -m ulmfit stage=classify data=csv data.files.train=my.csv     # ... then a classifier on its encoder
   python -m ulmfit stage=probe data=csv data.files.train=my.csv        # a linear probe of that encoder
+  python -m ulmfit stage=classify data=csv data.files.train=my.csv direction=both  # + backward, and their ensemble
   python -m ulmfit stage=classify data=trec data.root=../shared/data/trec
   python -m ulmfit stage=predict stage.input=new.csv stage.output=preds.csv stage.keep_columns=[id]
   python -m ulmfit -m stage=lm_finetune train.lr=1e-3,4e-3             # a sweep: one store entry per job
@@ -68,5 +69,7 @@ def render() -> str:
             lines += [f"  {name:<22} {text}" for name, text in group_keys]
     lines += ["", "examples:", EXAMPLES, "",
               "Any key can be set: key=value (e.g. train.lr=4e-3 train.epochs=2 seed=7); add a key with +key=value.",
+              "direction=both: lm_finetune/classify train <run_name> and <run_name>-bwd (from the parent's -bwd model) and",
+              "report their averaged ensemble; predict/evaluate average each named classifier with its -bwd model.",
               "Hydra's own options: --hydra-help. Bad values stop the run before any work, with exit code 2."]
     return "\n".join(lines)

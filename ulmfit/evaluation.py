@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -22,6 +22,19 @@ def classification_metrics(probs: np.ndarray, targets: Sequence[int], classes: S
                           for i, c in enumerate(classes)},
             "confusion_matrix": {"labels": list(classes),
                                  "matrix": confusion_matrix(targets, preds, labels=labels).tolist()}}
+
+
+def ensemble_report(members: Mapping[str, np.ndarray], targets: Sequence[int],
+                    classes: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Accuracy, error rate, macro-F1 and log-loss of each model's class probabilities (``members``: name ->
+    probabilities of the same texts, in the same order) and, under ``ensemble``, of their average."""
+    out = {}
+    for name, probs in {**members, "ensemble": np.mean(list(members.values()), axis=0)}.items():
+        report = classification_metrics(probs, targets, classes)
+        picked = np.asarray(probs)[np.arange(len(targets)), np.asarray(targets)]
+        out[name] = {**{k: report[k] for k in ("accuracy", "error_rate", "macro_f1")},
+                     "loss": float(-np.log(np.clip(picked, 1e-12, None)).mean())}  # the classifier's cross-entropy
+    return out
 
 
 def probs_in_input_order(learn, dl) -> np.ndarray:

@@ -3,8 +3,8 @@
 An entry reads the text columns it was trained on (its ``data.text_cols``, joined with fastai's field markers, unless
 ``stage.text_cols`` names others) and cuts them as it did: spaCy words, or the pieces of its SentencePiece model.
 
-Several entries (e.g. a forward and a backward classifier) form an ensemble whose class probabilities are
-averaged, as the paper does for its fwd+bwd results. Each model reads the texts in its own direction.
+Several entries (e.g. a forward and a backward classifier: ``direction=both``) form an ensemble whose class
+probabilities are averaged, as the paper does for its fwd+bwd results. Each model reads the texts in its own direction.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ulmfit.data.subword import model_of
 from ulmfit.data.tokenizer import TokenIds
 from ulmfit.data.tokens import Docs, TokenizerSettings, file_sha256, vocab_lookup
 from ulmfit.data.loaders import clas_loader
+from ulmfit.directions import BACKWARD, BOTH, FORWARD, backward_of, is_backward, of_direction
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import probs_in_input_order
 from ulmfit.store import Entry, Store
@@ -59,9 +60,12 @@ class Classifier:
 
     def predict_probs(self, tokens: TokenIds, bs: int = 64) -> np.ndarray:
         """Class probabilities of tokenized texts, one row per text, in input order."""
-        device = next(self.model.parameters()).device
         # this model's vocab ids (unknown tokens -> xxunk), looked up once per distinct token
-        docs = Docs(vocab_lookup(tokens.words, self.vocab)[tokens.ids], tokens.offsets)
+        return self.predict_docs(Docs(vocab_lookup(tokens.words, self.vocab)[tokens.ids], tokens.offsets), bs)
+
+    def predict_docs(self, docs: Docs, bs: int = 64) -> np.ndarray:
+        """Class probabilities of texts already numericalized with this model's vocab, in input order."""
+        device = next(self.model.parameters()).device
         dl = clas_loader(docs, [0] * len(docs), bs, self.entry.model_info["head"]["bptt"], shuffle=False,
                          device=device, backwards=self.backwards)
         # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state
@@ -69,9 +73,30 @@ class Classifier:
         return probs_in_input_order(learn, dl)
 
 
-def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.device) -> list[Classifier]:
-    """The named classify entries (or the latest one); all must predict the same classes."""
-    entries = [store.find("classify", n) for n in (names or [None])]
+def ensemble_entries(store: Store, names: Sequence[str] | None, direction: str = FORWARD) -> list[Entry]:
+    """The named classify entries, or the newest one of ``direction`` (of ``both``: the newest forward one); with
+    ``direction=both`` each is followed by the backward model beside it (``ulmfit.directions``)."""
+    if names:
+        entries = [store.find("classify", n) for n in names]
+    else:
+        newest = of_direction(store.entries("classify"), direction == BACKWARD)
+        if not newest:
+            store.latest("classify")  # stops where there is no classifier at all: run stage=classify first
+            raise UsageError(f"The store {store.root} has no {BACKWARD if direction == BACKWARD else FORWARD} "
+                             f"classify entry; name the classifiers with stage.models=[<name>, ...].")
+        entries = [newest[-1]]
+    if direction != BOTH:
+        return entries
+    if backward := [e.ref for e in entries if is_backward(e)]:
+        raise UsageError(f"direction=both pairs each forward classifier with its backward model, and {backward[0]} "
+                         f"is a backward one: name the forward one in stage.models.")
+    return [member for e in entries for member in (e, backward_of(store, e))]
+
+
+def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.device,
+                  direction: str = FORWARD) -> list[Classifier]:
+    """The classify entries ``ensemble_entries`` picks, loaded; all must predict the same classes."""
+    entries = ensemble_entries(store, names, direction)
     models = [Classifier.load(e, device) for e in entries]
     for m in models[1:]:
         if m.classes != models[0].classes:
@@ -80,17 +105,22 @@ def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.devic
     return models
 
 
-def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
-                   bs: int = 64) -> np.ndarray:
-    """Averaged class probabilities of ``models`` for raw ``texts`` (tokenized once per tokenizer: fastai's rules,
-    then spaCy words or a SentencePiece model's pieces)."""
+def member_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
+                 bs: int = 64) -> list[np.ndarray]:
+    """Each model's class probabilities for raw ``texts`` (tokenized once per tokenizer: fastai's rules, then spaCy
+    words or a SentencePiece model's pieces)."""
     tokens: dict[str | None, TokenIds] = {}
     for m in models:  # members of one lineage hold copies of one SentencePiece model: the same sha256
         key = file_sha256(m.sp_model) if m.sp_model is not None else None
         if key not in tokens:
             tokens[key] = replace(settings, sp_model=m.sp_model).tokenize_ids(texts)
-    return np.mean([m.predict_probs(tokens[file_sha256(m.sp_model) if m.sp_model is not None else None], bs)
-                    for m in models], axis=0)
+    return [m.predict_probs(tokens[file_sha256(m.sp_model) if m.sp_model is not None else None], bs) for m in models]
+
+
+def ensemble_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
+                   bs: int = 64) -> np.ndarray:
+    """Averaged class probabilities of ``models`` for raw ``texts``."""
+    return np.mean(member_probs(models, texts, settings, bs), axis=0)
 
 
 def read_inputs(path: str | os.PathLike, text_cols: str | Columns, label_col: str | None = None,
@@ -116,18 +146,21 @@ def read_inputs(path: str | os.PathLike, text_cols: str | Columns, label_col: st
                       options="stage.text_cols / stage.label_col")
 
 
-def default_output(stage_cfg: Any, root: str, kind: str, suffix: str) -> Path:
-    """``stage.output``, or ``<root>/<kind>/<input stem>-<models><suffix>``."""
-    if stage_cfg.output:
-        return Path(stage_cfg.output).expanduser()
-    stem = Path(stage_cfg.input).name.split(".")[0]
-    return Path(root) / kind / f"{stem}-{'+'.join(stage_cfg.models or ['latest'])}{suffix}"
+def default_output(cfg: Any, kind: str, suffix: str) -> Path:
+    """``stage.output``, or ``<paths.root>/<kind>/<input stem>-<models>[-both]<suffix>``."""
+    if cfg.stage.output:
+        return Path(cfg.stage.output).expanduser()
+    stem = Path(cfg.stage.input).name.split(".")[0]
+    both = "-both" if cfg.direction == BOTH else ""
+    return Path(cfg.paths.root) / kind / f"{stem}-{'+'.join(cfg.stage.models or ['latest'])}{both}{suffix}"
 
 
-def predict_inputs(cfg: Any, label_col: str | None = None) -> tuple[pd.DataFrame, list[Classifier], np.ndarray, float]:
-    """What ``predict`` and ``evaluate`` share: read ``stage.input``, load ``stage.models``, tokenize once,
-    average the models' probabilities. Returns (inputs, models, probabilities, seconds for the prediction)."""
-    models = load_ensemble(Store(cfg.paths.store), cfg.stage.models, resolve_device(cfg.train.device))
+def predict_inputs(cfg: Any, label_col: str | None = None
+                   ) -> tuple[pd.DataFrame, list[Classifier], np.ndarray, list[np.ndarray], float]:
+    """What ``predict`` and ``evaluate`` share: read ``stage.input``, load ``stage.models`` (with ``direction``),
+    tokenize once per tokenizer, average the models' probabilities. Returns (inputs, models, averaged
+    probabilities, each model's probabilities, seconds for the prediction)."""
+    models = load_ensemble(Store(cfg.paths.store), cfg.stage.models, resolve_device(cfg.train.device), cfg.direction)
     text_cols = cfg.stage.text_cols or models[0].text_cols  # null: the columns the classifiers were trained on
     if not cfg.stage.text_cols and (other := next((m for m in models if m.text_cols != text_cols), None)):
         raise UsageError(f"{other.entry.ref} was trained on the columns {list(other.text_cols)} but "
@@ -138,6 +171,6 @@ def predict_inputs(cfg: Any, label_col: str | None = None) -> tuple[pd.DataFrame
         raise UsageError(f"{cfg.stage.input} has labels {unseen[:5]} that {models[0].entry.ref} never saw "
                          f"(it knows {models[0].classes}). Fix stage.label_col or the labels.")
     t0 = time.perf_counter()
-    probs = ensemble_probs(models, inputs["text"].tolist(), TokenizerSettings.from_config(cfg.tokenizer), cfg.stage.bs)
-    return inputs, models, probs, time.perf_counter() - t0
+    each = member_probs(models, inputs["text"].tolist(), TokenizerSettings.from_config(cfg.tokenizer), cfg.stage.bs)
+    return inputs, models, np.mean(each, axis=0), each, time.perf_counter() - t0
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 AUTO = "auto"  # decided per run: by the device (hardware), or by the corpus's size (train.epochs)
 
+DIRECTIONS = ("forward", "backward", "both")                  # direction (ulmfit.directions)
+
 SCHEDULES = ("stlr", "one_cycle", "constant")                 # train.schedule (ulmfit.training.fit)
 OPTIMIZERS = ("adam",)                                        # train.optimizer.name
 PRECISIONS = (AUTO, "fp32", "bf16", "fp16")                   # train.precision (ulmfit.hardware)

@@ -14,8 +14,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ulmfit.errors import UsageError
-from ulmfit.options import (CLASSIFY_PARENT_STAGES, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, PARENT_VOCAB, POOL_LAYERS,
-                            PRECISIONS, SCHEDULES, TOKENIZERS)
+from ulmfit.options import (CLASSIFY_PARENT_STAGES, DIRECTIONS, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, PARENT_VOCAB,
+                            POOL_LAYERS, PRECISIONS, SCHEDULES, TOKENIZERS)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def device(v: Any) -> bool:
 RULES: dict[str, Rule] = {
     "seed": integer(0, "seed=7"),
     "data_seed": integer(0, "data_seed=7"),
-    "backwards": boolean("backwards=true"),
+    "direction": choice(*DIRECTIONS),
     "resume": boolean("resume=true"),
     "tokenizer.n_workers": integer(0, "tokenizer.n_workers=2", nullable=True),
     # data

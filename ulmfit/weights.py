@@ -44,12 +44,6 @@ def load_model(entry: Entry, drop_mult: float | None = None) -> torch.nn.Module:
     return model
 
 
-def check_direction(parent: Entry, backwards: bool) -> None:
-    if bool(parent.model_info.get("backwards", False)) != bool(backwards):
-        raise UsageError(f"{parent.ref} is a {'backward' if not backwards else 'forward'} model but this run has "
-                         f"backwards={backwards}; pick a parent trained in the same direction.")
-
-
 def transferred_lm_weights(parent: Entry, new_vocab: list[str]) -> dict[str, torch.Tensor]:
     """The parent LM's weights with its embedding re-indexed for ``new_vocab`` (fastai's ``match_embeds``):
     rows of tokens the parent knew are kept, new tokens get the mean embedding (and mean decoder bias)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import logging
@@ -13,15 +14,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ulmfit import tracking
-from ulmfit.checkpoint import ResumeState, RunCheckpoint
+from ulmfit.checkpoint import ResumeState, RunCheckpoint, checkpoint_dir, latest_checkpoint
 from ulmfit.data.portable import portable_fingerprint
 from ulmfit.data.readers import make_reader
 from ulmfit.data.subword import NOT_PORTABLE, SP_MODEL, SPACY, check_tokenizer, model_of
 from ulmfit.data.tokens import TokenizedCorpus, TokenizerSettings, fingerprint, sentencepiece_model
 from ulmfit.distributed import main_process_first
+from ulmfit.directions import BACKWARD, FORWARD, backward_name, backward_of, check_direction, is_backward, of_direction
 from ulmfit.errors import UsageError
 from ulmfit.report import print_table
 from ulmfit.store import Entry, Store, new_run_name
@@ -52,12 +54,16 @@ def open_store(cfg: DictConfig, stage: str) -> tuple[Store, str]:
 def open_run(cfg: DictConfig, stage: str) -> tuple[Store, str, RunCheckpoint, ResumeState | None]:
     """``open_store`` for a training stage: also its per-epoch checkpoints, and the state to continue from
     when ``resume=true`` (refused without a run_name or a checkpoint, or with a different model/data config)."""
-    if cfg.resume and not cfg.run_name:
-        raise UsageError("resume=true needs the interrupted run's name: add run_name=<name> (the hidden "
-                         f"'.resume-<name>' directory under {cfg.paths.store}/{stage}/).")
+    _check_resume_name(cfg, stage)
     store, name = open_store(cfg, stage)
     checkpoint = RunCheckpoint(store.root, stage, name, cfg)
     return store, name, checkpoint, checkpoint.prepare(bool(cfg.resume))
+
+
+def _check_resume_name(cfg: DictConfig, stage: str) -> None:
+    if cfg.resume and not cfg.run_name:
+        raise UsageError("resume=true needs the interrupted run's name: add run_name=<name> (the hidden "
+                         f"'.resume-<name>' directory under {cfg.paths.store}/{stage}/).")
 
 
 def data_source(data_cfg: DictConfig) -> str:
@@ -91,38 +97,87 @@ def _source(entry: Entry) -> str:
     return data.get("source") or f"{data.get('format', '?')} data {str(data.get('fingerprint', ''))[:8]}"
 
 
-def find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None = None) -> Entry | None:
+def find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None = None,
+                backwards: bool = False) -> Entry | None:
     """``stage.parent``: an entry name, null/latest for the newest, or 'none' for no parent (random init).
 
-    With ``data`` (``data_identity`` of the stage's corpus) the parent must have been trained on the same corpus:
-    the default is the newest such entry (an error lists the others when there is none), and a named parent
-    trained on other data is used with a warning naming both. The parent's files are checked against its
-    manifest here (``Entry.check``), so a damaged parent stops the run before any data is read."""
+    The default is the newest entry that reads in this run's direction (``backwards``); with ``data``
+    (``data_identity`` of the stage's corpus) also trained on the same corpus (an error lists the others when there
+    is none, or says how to make the backward model beside the forward one). A named parent trained on other data is
+    used with a warning naming both. The parent's files are checked against its manifest here (``Entry.check``), so
+    a damaged parent stops the run before any data is read."""
     if name == "none":
         return None
-    parent = _find_parent(store, stage, name, data)
+    parent = _find_parent(store, stage, name, data, backwards)
     parent.check()
     return parent
 
 
-def _find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None) -> Entry:
+def _fits(entry: Entry, data: dict[str, str] | None) -> bool:
+    return data is None or (entry.lineage.get("data") or {}).get("fingerprint") == data["fingerprint"]
+
+
+def _find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None, backwards: bool) -> Entry:
     if name not in (None, "", "latest"):
         parent = store.get(stage, name)
-        if data is not None and (parent.lineage.get("data") or {}).get("fingerprint") != data["fingerprint"]:
+        if data is not None and not _fits(parent, data):
             log.warning("stage.parent=%s was trained on %s, this run reads %s: the encoder transfers, but its "
                         "vocabulary and domain fit other text.", parent.ref, _source(parent), data["source"])
         return parent
-    if data is None:
-        return store.latest(stage)
     entries = store.entries(stage)
-    fitting = [e for e in entries if (e.lineage.get("data") or {}).get("fingerprint") == data["fingerprint"]]
-    if fitting:
-        return fitting[-1]
     if not entries:
         return store.latest(stage)  # its error: run that stage first
-    listed = "; ".join(f"{e.name} ({_source(e)})" for e in entries[-5:])
-    raise UsageError(f"No {stage} entry in {store.root} was trained on this data, {data['source']}; it has: {listed}. "
-                     f"Run stage={stage} on this data first, or choose one with stage.parent=<name>.")
+    fitting = [e for e in of_direction(entries, backwards) if _fits(e, data)]
+    if fitting:
+        return fitting[-1]
+    forward = [e for e in of_direction(entries, False) if _fits(e, data)]
+    if backwards and forward:
+        backward_of(store, forward[-1])  # stops: no backward model beside the forward one, and how to make it
+    direction = BACKWARD if backwards else FORWARD
+    what = f"backward {stage}" if backwards else stage
+    listed = "; ".join(f"{e.name} ({_source(e)}){' backward' if is_backward(e) else ''}" for e in entries[-5:])
+    on = f" was trained on this data, {data['source']}" if data is not None else ""
+    raise UsageError(f"No {what} entry in {store.root}{on}; it has: {listed}. Run stage={stage} direction={direction} "
+                     f"on this data first, or choose one with stage.parent=<name>.")
+
+
+def direction_runs(cfg: DictConfig, stage: str, parent_stage: str | None,
+                   data: dict[str, str] | None = None) -> list[tuple[DictConfig, Entry | None]]:
+    """``direction=both``: the configs of its two runs of one direction each, backward first: ``<run_name>-bwd``
+    from the backward model beside the forward parent, then ``<run_name>`` from that parent (``stage.parent`` of
+    ``parent_stage``, found as a forward run finds it; ``parent_stage`` None: no parent). What either run would
+    refuse before its work (no backward parent, an entry of that name, a checkpoint) stops both here, before the
+    first starts. With ``resume=true`` a direction whose entry exists comes with it, to be reused (it must have
+    been run on the same data and seeds); the other continues its checkpoint, if it has one."""
+    _check_resume_name(cfg, stage)
+    store = Store(cfg.paths.store)
+    name = cfg.run_name or default_run_name()
+    forward = find_parent(store, parent_stage, cfg.stage.parent, data) if parent_stage else None
+    if forward is not None:
+        check_direction(forward, False)
+    parents = {FORWARD: forward, BACKWARD: backward_of(store, forward) if forward is not None else None}
+    runs = []
+    for direction, run_name in ((BACKWARD, backward_name(name)), (FORWARD, name)):
+        one = copy.deepcopy(cfg)
+        with open_dict(one):
+            one.direction, one.run_name = direction, run_name
+            if parent_stage:
+                one.stage.parent = parents[direction].name if parents[direction] is not None else "none"
+        done = store.get(stage, run_name) if cfg.resume and store.has(stage, run_name) else None
+        if done is not None:
+            theirs, ours = (OmegaConf.to_container(c, resolve=True) for c in (done.config(), one))
+            if differ := [k for k in ("data", "data_seed", "seed") if theirs.get(k) != ours.get(k)]:
+                raise UsageError(f"{done.ref} exists but was run with other {', '.join(differ)} than this run, so the "
+                                 f"two directions would not be a pair; delete it or resume with its options.")
+        else:
+            with open_dict(one):  # resume the direction that has a checkpoint; start the other
+                one.resume = bool(cfg.resume) and latest_checkpoint(checkpoint_dir(store.root, stage, run_name)) is not None
+            open_run(one, stage)  # the checks it makes first, for both runs before either starts
+        runs.append((one, done))
+    if cfg.resume and not any(done is not None or one.resume for one, done in runs):
+        raise UsageError(f"resume=true but neither {stage}/{name} nor {stage}/{backward_name(name)} has a checkpoint "
+                         f"in {store.root}. Check run_name, or drop resume=true to start a new run.")
+    return runs
 
 
 def parent_ref(parent: Entry | None) -> dict[str, str] | None:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from ulmfit.errors import UsageError
 from ulmfit.data.tokens import file_sha256
+from ulmfit.directions import backwards_flag
 from ulmfit.weights import fastai_language_model
 from ulmfit.stages.common import lineage, open_store, save_entry
 from ulmfit.store import Entry
@@ -24,12 +25,12 @@ log = logging.getLogger(__name__)
 STAGE = "pretrain"  # the entry it writes is a pretrained LM like any other
 
 
-def _source_files(cfg: DictConfig) -> tuple[Path, Path]:
+def _source_files(cfg: DictConfig, backwards: bool) -> tuple[Path, Path]:
     st = cfg.stage
     folder = st.dir
     if st.download and not folder:
         from fastai.data.external import URLs, untar_data
-        url = URLs.WT103_BWD if cfg.backwards else URLs.WT103_FWD
+        url = URLs.WT103_BWD if backwards else URLs.WT103_FWD
         log.info("Downloading %s with fastai untar_data", url)
         folder = untar_data(url)
     if folder:
@@ -49,9 +50,10 @@ def _source_files(cfg: DictConfig) -> tuple[Path, Path]:
 
 
 def run(cfg: DictConfig) -> Entry:
+    backwards = backwards_flag(cfg, STAGE)
     store, name = open_store(cfg, STAGE)
-    weights_path, vocab_path = _source_files(cfg)
-    model, vocab, info = fastai_language_model(weights_path, vocab_path, cfg.model, cfg.backwards)
+    weights_path, vocab_path = _source_files(cfg, backwards)
+    model, vocab, info = fastai_language_model(weights_path, vocab_path, cfg.model, backwards)
     log.info("import_wt103: %s (%d tokens, %d/%d/%d)", weights_path, len(vocab), cfg.model.emb_sz, cfg.model.n_hid,
              cfg.model.n_layers)
     source = {"weights": str(weights_path), "weights_sha256": file_sha256(weights_path), "vocab": str(vocab_path),

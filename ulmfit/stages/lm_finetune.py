@@ -3,6 +3,8 @@
 load parent ``pretrain`` entry -> target texts (train + unlabelled; labels are never read) -> new vocab,
 embeddings transferred (fastai ``match_embeds``) -> discriminative LRs + slanted triangular LRs -> target
 perplexity before/after -> store entry ``lm_finetune/<run>`` (the LM; classify takes its encoder).
+``direction=both``: ``lm_finetune/<run>-bwd`` from the parent's backward model, then ``lm_finetune/<run>`` from the
+parent (``ulmfit.directions``).
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.tokens import with_parent_words
 from ulmfit.data.loaders import lm_dataloaders
 from ulmfit.data.streams import within_budget
+from ulmfit.directions import BOTH, backwards_flag, check_direction
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import find_parent, lineage, open_run, save_entry, subword_model
+from ulmfit.stages.common import direction_runs, find_parent, lineage, open_run, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS, PARENT_VOCAB
 from ulmfit.training import (auto_epochs, check_monitor, fit_phases, kept_history, lm_valid, lm_eval,
                              lm_learner, lm_plan, seed_everything)
-from ulmfit.weights import check_direction, transferred_lm_weights
+from ulmfit.weights import transferred_lm_weights
 
 log = logging.getLogger(__name__)
 STAGE = "lm_finetune"
@@ -34,10 +37,21 @@ def run(cfg: DictConfig) -> Entry:
     check_monitor(cfg.train, LM_MONITORS)
     if cfg.stage.parent_vocab not in PARENT_VOCAB:
         raise UsageError(f"stage.parent_vocab={cfg.stage.parent_vocab!r}; use one of {', '.join(PARENT_VOCAB)}.")
+    if cfg.direction != BOTH:
+        return _run(cfg)
+    entry = None
+    for one, done in direction_runs(cfg, STAGE, "pretrain"):  # backward first: the forward entry is the newest
+        entry = done or _run(one)
+    return entry
+
+
+def _run(cfg: DictConfig) -> Entry:
+    """One language model, in one direction."""
+    backwards = backwards_flag(cfg, STAGE)
     store, name, checkpoint, resume = open_run(cfg, STAGE)
-    parent = find_parent(store, "pretrain", cfg.stage.parent)
+    parent = find_parent(store, "pretrain", cfg.stage.parent, backwards=backwards)
     if parent is not None:
-        check_direction(parent, cfg.backwards)
+        check_direction(parent, backwards)
     sp_model = subword_model(cfg, parent, cfg.stage.lm_parts)  # the parent's, or trained on the LM's texts
     seed_everything(cfg.seed)
     device, precision = resolve_hardware(cfg.train)
@@ -61,11 +75,11 @@ def run(cfg: DictConfig) -> Entry:
     train = within_budget(train, budget, cfg.data_seed)
     with open_dict(cfg):  # train.epochs=auto: a number of passes that fits this corpus's size
         cfg.train.epochs = auto_epochs(cfg.train, train.n_tokens)
-    dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
+    dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, backwards,
                          eval_bs=cfg.train.eval_bs)
 
     if parent is None:  # ablation "no pretraining": same recipe from a random init
-        info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=cfg.backwards)
+        info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=backwards)
         model = build_language_model(info)
     else:  # the parent's architecture, re-indexed for the target vocabulary
         info = {**parent.model_info, "vocab_size": len(vocab), "drop_mult": cfg.train.drop_mult}

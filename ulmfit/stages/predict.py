@@ -4,7 +4,8 @@ input CSV/TSV/.txt -> fastai tokenization -> each model's vocab -> class probabi
 per input row, in input order: ``row, <stage.keep_columns>, prediction, prob_<class>...``.
 
     python -m ulmfit stage=predict stage.input=new_reviews.csv stage.output=preds.csv
-    python -m ulmfit stage=predict stage.input=new.csv "stage.models=[imdb-fwd,imdb-bwd]"
+    python -m ulmfit stage=predict stage.input=new.csv "stage.models=[imdb]" direction=both   # imdb + imdb-bwd
+    python -m ulmfit stage=predict stage.input=new.csv "stage.models=[clas-s1,clas-s2]"       # any ensemble
     python -m ulmfit stage=predict stage.input=new.csv "stage.keep_columns=[id,text]"   # carry input columns
 """
 
@@ -18,12 +19,12 @@ from ulmfit.inference import default_output, predict_inputs
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:
-    inputs, models, probs, seconds = predict_inputs(cfg)
+    inputs, models, probs, _, seconds = predict_inputs(cfg)
     classes = models[0].classes
     kept = {c.removeprefix("input."): inputs[c].tolist() for c in inputs.columns if c.startswith("input.")}
     out = pd.DataFrame({"row": range(len(inputs)), **kept, "prediction": [classes[i] for i in probs.argmax(1)],
                         **{f"prob_{c}": probs[:, i] for i, c in enumerate(classes)}})
-    path = write_atomic(default_output(cfg.stage, cfg.paths.root, "predictions", ".csv"),
+    path = write_atomic(default_output(cfg, "predictions", ".csv"),
                         lambda tmp: out.to_csv(tmp, index=False))
     print(f"predict: {len(out)} rows with {' + '.join(m.entry.ref for m in models)} in {seconds:.1f}s "
           f"({len(out) / seconds:.0f} docs/s) -> {path}")

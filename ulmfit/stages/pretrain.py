@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
 from ulmfit.data.streams import within_budget
+from ulmfit.directions import backwards_flag
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
 from ulmfit.stages.common import lineage, open_run, save_entry, subword_model
@@ -28,6 +29,7 @@ STAGE = "pretrain"
 
 def run(cfg: DictConfig) -> Entry:
     check_monitor(cfg.train, LM_MONITORS)
+    backwards = backwards_flag(cfg, STAGE)
     store, name, checkpoint, resume = open_run(cfg, STAGE)
     seed_everything(cfg.seed)
     device, precision = resolve_hardware(cfg.train)
@@ -39,12 +41,12 @@ def run(cfg: DictConfig) -> Entry:
     train = within_budget(train, cfg.stage.lm_tokens, cfg.data_seed)  # e.g. a part of a 100M-token corpus
     with open_dict(cfg):
         cfg.train.epochs = auto_epochs(cfg.train, train.n_tokens)
-    dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, cfg.backwards,
+    dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, backwards,
                          eval_bs=cfg.train.eval_bs)
     log.info("pretrain: %d train / %d valid tokens, vocab %d, device %s", train.n_tokens, valid.n_tokens,
              len(vocab), device)
 
-    info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=cfg.backwards)
+    info = model_info(cfg.model, len(vocab), cfg.train.drop_mult, backwards=backwards)
     learn = lm_learner(dls, build_language_model(info), cfg.train, precision)
     seconds, phases = fit_phases(learn, cfg.train, lm_plan, checkpoint, resume)
     history = phases[-1]["history"]
@@ -54,7 +56,7 @@ def run(cfg: DictConfig) -> Entry:
     metrics = {"valid_" + k: v for k, v in lm_valid(kept_history(phases, learn.kept_epoch)).items()}
     if "test" in corpus.parts:
         test_dl = lm_loader(TokenStream.from_parts(corpus, ["test"], vocab), cfg.train.eval_bs, cfg.train.bptt, False, device,
-                            cfg.backwards)
+                            backwards)
         metrics.update({"test_" + k: v for k, v in lm_eval(learn, test_dl).items()})
     epochs = sum(len(p["history"]) for p in phases)
     metrics.update({"epochs": epochs, "kept_epoch": learn.kept_epoch, "train_seconds": round(seconds, 1),

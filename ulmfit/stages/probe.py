@@ -25,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from ulmfit.data import labelled_classes, load_corpus, numericalize, scored_test, split_of
 from ulmfit.data.loaders import clas_dataloaders, clas_loader
 from ulmfit.data.tokens import Docs
+from ulmfit.directions import backwards_flag, check_direction
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import classification_metrics
 from ulmfit.models import build_classifier, classifier_info
@@ -33,7 +34,7 @@ from ulmfit.options import PROBE_PARENT_STAGES
 from ulmfit.stages.common import data_identity, find_parent, lineage, open_store, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.training import clas_learner, seed_everything
-from ulmfit.weights import check_direction, load_encoder
+from ulmfit.weights import load_encoder
 
 log = logging.getLogger(__name__)
 STAGE = "probe"
@@ -54,11 +55,12 @@ def run(cfg: DictConfig) -> Entry:
     if cfg.stage.parent_stage not in PARENT_STAGES:
         raise UsageError(f"stage.parent_stage={cfg.stage.parent_stage!r}; a probe needs an encoder: use one of "
                          f"{', '.join(PARENT_STAGES)}.")
+    backwards = backwards_flag(cfg, STAGE)
     store, name = open_store(cfg, STAGE)
     data = data_identity(cfg.data, cfg.tokenizer)
     parent = find_parent(store, cfg.stage.parent_stage, cfg.stage.parent,
-                         data if cfg.stage.parent_stage == "lm_finetune" else None)
-    check_direction(parent, cfg.backwards)
+                         data if cfg.stage.parent_stage == "lm_finetune" else None, backwards)
+    check_direction(parent, backwards)
     sp_model = subword_model(cfg, parent, ["train"])  # data.tokenizer=sentencepiece: the parent's model
     seed_everything(cfg.seed)
     device, _ = resolve_hardware(cfg.train)
@@ -76,11 +78,11 @@ def run(cfg: DictConfig) -> Entry:
     load_encoder(parent, model)
     model[1].layers = torch.nn.Sequential()  # no head: the pooled features are the output
     dls = clas_dataloaders(train, valid, classes, parent.vocab, cfg.train.eval_bs, cfg.train.bptt, device,
-                           cfg.backwards, eval_bs=cfg.train.eval_bs)
+                           backwards, eval_bs=cfg.train.eval_bs)
     precision = "fp32"  # features in fp32: the figures of one precision
     learn = clas_learner(dls, model, cfg.train, precision)
     t0 = time.perf_counter()
-    feats = {part: pooled_features(learn, d, cfg.train.eval_bs, cfg.train.bptt, cfg.backwards)
+    feats = {part: pooled_features(learn, d, cfg.train.eval_bs, cfg.train.bptt, backwards)
              for part, d in (("train", train), ("valid", valid), ("test", test)) if d is not None}
     feature_seconds = time.perf_counter() - t0
     log.info("probe: parent %s, %d features, %d train / %d valid docs", parent.ref, feats["train"].shape[1],
