@@ -4,6 +4,7 @@ read-only pretrain entry, the default parent of lm_finetune in a store without o
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ulmfit import shipped
 from ulmfit.config import CONF_DIR
 from ulmfit.stages import get_stage
 from ulmfit.store import Store
+from ulmfit.store.manifest import write_manifest
 
 
 def _run(stage: str, root: Path, *overrides: str):
@@ -50,6 +52,35 @@ def test_export_writes_an_fp16_entry_with_provenance(exported):
     manifest = json.loads((out / "manifest.json").read_text())["files"]  # checked like any entry's
     assert manifest["model.safetensors"]["sha256"] == lineage["shipped"]["weights_sha256"]
     assert Store(out.parents[1], shipped=out.parent).get("pretrain", "general-lm").problems() == []
+
+
+def test_export_names_the_corpus_by_name_and_sha256_not_by_its_path(exported, mini_wikitext, tmp_path):
+    """The shipped lineage says which corpus by its folder's name and its files' sha256 (what sha256sum prints), and
+    nowhere where it lay; exporting the shipped entry again rewrites its lineage and keeps the weights byte for
+    byte; a corpus that changed since training is refused."""
+    from ulmfit.files import sha256_file
+    from ulmfit.errors import UsageError
+    out, entry = exported
+    lineage = json.loads((out / "lineage.json").read_text())
+    files = {f.name: sha256_file(f) for f in sorted(mini_wikitext.iterdir())}
+    assert lineage["data"]["corpus"] == {"name": mini_wikitext.name, "files": files}
+    assert lineage["data"]["source"] == f"wikitext ({mini_wikitext.name})"
+    assert str(mini_wikitext) not in (out / "lineage.json").read_text()
+    again = shipped.export(out, "general-lm", tmp_path / "again")
+    assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    assert json.loads((again / "lineage.json").read_text()) == lineage  # from: still the trained entry
+    changed = tmp_path / "changed"
+    shutil.copytree(mini_wikitext, changed)
+    with (changed / "wiki.test.tokens").open("a") as fh:
+        fh.write(" = Another article = \n")
+    config = entry.path / "config.yaml"
+    moved = tmp_path / "moved"
+    shutil.copytree(entry.path, moved)
+    (moved / "config.yaml").write_text(config.read_text().replace(str(mini_wikitext), str(changed)))
+    write_manifest(moved)
+    with pytest.raises(UsageError, match="is not the one pretrain/moved was trained on"):
+        shipped.export(moved, "x", tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_a_store_without_pretrain_entries_fine_tunes_from_the_shipped_lm(exported, tmp_path, mini_imdb, monkeypatch):
