@@ -256,7 +256,7 @@ def load_or_tokenize(reader: Any, settings: TokenizerSettings, cache_dir: str | 
     for docs in parts.values():
         docs.ids = remap[docs.ids]
     seconds = time.perf_counter() - t0
-    save_cached(path, tokens, parts, {**info, "fingerprint": key, "tokenizer": settings.record(),
+    save_cached(path, tokens, parts, {**info, "fingerprint": key, "tokenized_with": settings.record(),
                                       "tokenize_seconds": round(seconds, 2),
                                 "parts": {n: {"docs": len(d), "tokens": int(d.n_tokens)} for n, d in parts.items()}})
     log.info("Tokenized corpus in %.1fs, cached at %s", seconds, path)
@@ -287,7 +287,7 @@ def open_cached(path: Path) -> TokenizedCorpus:
              for name in meta["parts"]}
     # the fingerprint (not the folder's name, which a SentencePiece corpus extends) is what lineage records
     return TokenizedCorpus(path, meta.get("fingerprint", path.name), tokens, parts,
-                           tokenizer=meta.get("tokenizer", {"kind": subword.SPACY}))
+                           tokenizer=meta.get("tokenized_with", {"kind": subword.SPACY}))
 
 
 def sentencepiece_model(reader: Any, parts: Sequence[str], vocab_size: int | None,
@@ -315,8 +315,6 @@ def sentencepiece_model(reader: Any, parts: Sequence[str], vocab_size: int | Non
     log.info("Trained a SentencePiece model on %d texts of %s in %.1fs: %s", len(texts), list(parts),
              time.perf_counter() - t0, folder)
     return folder / subword.SP_MODEL
-
-
 
 
 # ---------------------------------------------------------------------------------------------------
