@@ -23,37 +23,36 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common import (SHARED_DATA, append_result, entry_metrics, hardware, recipe, recipe_text, run_step,
-                                stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, entry_metrics, hardware, recipe, recipe_text,
+                                run_recipe, stamp)
 
 N_PHASES = 4  # gradual unfreezing phases of the AWD-LSTM classifier (5 layer groups) before `epochs` with all
 
 # variant -> (LM fine-tuning overrides or None to skip it, classifier overrides, which LM the variant shares)
 VARIANTS = {
-    "full": ([], [], "full"),
-    "no_discriminative_lr": (["train.discr_factor=1"], ["train.discr_factor=1"], "no_discriminative_lr"),
-    "no_stlr": (["train.schedule=constant"], ["train.schedule=constant"], "no_stlr"),
-    "no_gradual_unfreezing": ([], ["train.gradual_unfreezing=false"], "full"),
-    "no_lm_finetuning": (None, ["stage.parent_stage=pretrain"], None),
-    "no_pretraining": (["stage.parent=none"], [], "no_pretraining"),
+    "full": ({}, {}, "full"),
+    "no_discriminative_lr": ({"train.discr_factor": 1}, {"train.discr_factor": 1}, "no_discriminative_lr"),
+    "no_stlr": ({"train.schedule": "constant"}, {"train.schedule": "constant"}, "no_stlr"),
+    "no_gradual_unfreezing": ({}, {"train.gradual_unfreezing": False}, "full"),
+    "no_lm_finetuning": (None, {"stage.parent_stage": "pretrain"}, None),
+    "no_pretraining": ({"stage.parent": "none"}, {}, "no_pretraining"),
 }
 
 
-def plan(variant: str, seed: int, pretrain: str, trec: Path) -> list[tuple[str, str, list[str]]]:
-    """(stage, entry name, overrides) of the variant's steps: its LM (shared by variants that change only the
-    classifier; none without LM fine-tuning), then its classifier."""
+def plan(variant: str, seed: int, pretrain: str, trec: Path) -> list[Step]:
+    """The variant's steps: its LM (shared by variants that change only the classifier; none without LM
+    fine-tuning), then its classifier."""
     lm_over, clas_over, lm_key = VARIANTS[variant]
     ft, clas = f"ablation-{lm_key}-s{seed}-ft", f"ablation-{variant}-s{seed}-clas"
     steps = []
     if lm_over is not None:
-        parent = [] if "stage.parent=none" in lm_over else [f"stage.parent={pretrain}"]
-        steps.append(("lm_finetune", ft, ["experiment=trec_cpu_lm_finetune", f"data.root={trec}", *parent,
-                                          *lm_over, f"seed={seed}"]))
-    parent = f"stage.parent={pretrain if lm_over is None else ft}"
+        steps.append(Step("lm_finetune", ft, {"experiment": "trec_cpu_lm_finetune", "data.root": trec,
+                                              "stage.parent": pretrain, **lm_over, "seed": seed}))
     if variant == "no_gradual_unfreezing":  # every layer, for as many epochs as `full` trains in all
-        clas_over = [*clas_over, f"train.epochs={recipe('trec_cpu_classify')['train.epochs'] + N_PHASES}"]
-    steps.append(("classify", clas, ["experiment=trec_cpu_classify", f"data.root={trec}", parent, *clas_over,
-                                     f"seed={seed}"]))
+        clas_over = {**clas_over, "train.epochs": recipe("trec_cpu_classify")["train.epochs"] + N_PHASES}
+    steps.append(Step("classify", clas, {"experiment": "trec_cpu_classify", "data.root": trec,
+                                         "stage.parent": pretrain if lm_over is None else ft, **clas_over,
+                                         "seed": seed}))
     return steps
 
 
@@ -71,9 +70,8 @@ def main() -> None:
     for seed in args.seeds:
         for variant in args.variants:
             steps = plan(variant, seed, args.pretrain, Path(args.trec).resolve())
-            for stage, name, overrides in steps:
-                run_step(home, stage, name, *overrides, log=log)
-            m = {stage: entry_metrics(home, stage, name) for stage, name, _ in steps}
+            run_recipe(home, steps, log=log)
+            m = {step.stage: entry_metrics(home, step.stage, step.name) for step in steps}
             c, f = m["classify"], m.get("lm_finetune")
             row = {"date": stamp(), "dataset": "trec-6", "variant": variant, "seed": seed,
                    "lm_ppl_after": round(f["valid_perplexity"], 1) if f else "",

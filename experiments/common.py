@@ -1,6 +1,7 @@
-"""What the experiment scripts share: running ``python -m ulmfit`` in a fresh process (``run_module`` and
-``run_ulmfit`` are ``ulmfit.processes``', which the benchmarks use too), the recipes in conf/experiment/, the store
-entries a run wrote, the results tables, and the machine's description (``hardware``, from ``ulmfit.report``).
+"""What the experiment scripts share: running their steps (``run_recipe``: ``ulmfit.recipes``' runner, each step
+in a fresh ``python -m ulmfit`` process) and other commands (``run_module`` and ``run_ulmfit`` are
+``ulmfit.processes``', which the benchmarks use too), the recipes in conf/experiment/, the store entries a run
+wrote, the results tables, and the machine's description (``hardware``, from ``ulmfit.report``).
 
 The ulmfit modules that pull in torch/fastai are imported where they are used, so that ``--help`` and the
 benchmarks' parent process stay light.
@@ -12,17 +13,18 @@ import argparse
 import csv
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from ulmfit.config import CONF_DIR
 from ulmfit.processes import run_module, run_ulmfit
+from ulmfit.recipes import Step, as_overrides, finished, run_steps
 from ulmfit.report import hardware
 
-__all__ = ["REPO", "RESULTS", "SHARED_DATA", "append_result", "as_overrides", "entry_config", "entry_lineage",
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "Step", "append_result", "as_overrides", "entry_config", "entry_lineage",
            "entry_metrics", "entry_parent", "experiment_parser", "hardware", "has_entry", "recipe", "recipe_text",
-           "result_rows", "run_module", "run_step", "run_ulmfit", "stamp"]
+           "result_rows", "run_module", "run_recipe", "run_ulmfit", "stamp"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
@@ -30,13 +32,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data next to the chec
 
 
 # --------------------------------------------------------------------------------------------- subprocesses
-def run_step(home: Path, stage: str, name: str, *overrides: str, log: Path | None = None) -> float | None:
-    """``python -m ulmfit stage=<stage> run_name=<name> <overrides>`` unless the store entry ``stage/name``
-    exists (a rerun continues where an interrupted session stopped); wall seconds, or None when skipped."""
-    if has_entry(home, stage, name):
-        print(f"= {stage}/{name} exists, skipped", flush=True)
-        return None
-    return run_ulmfit(f"stage={stage}", f"run_name={name}", *overrides, home=home, log=log)
+def run_recipe(home: Path, steps: Sequence[Step], log: Path | None = None) -> list[float | None]:
+    """``steps`` in order, each ``python -m ulmfit <its command line>`` in a fresh process with ULMFIT_HOME=home
+    (``ulmfit.recipes.run_steps``: a step whose entry exists is reused, an interrupted one continues); each
+    step's wall seconds, None for a reused one."""
+    return run_steps(steps, home / "store", lambda step, args: run_ulmfit(*args, home=home, log=log))
 
 
 # --------------------------------------------------------------------------------------------- recipes
@@ -63,15 +63,6 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def as_overrides(values: dict[str, Any]) -> list[str]:
-    """``{"train.lr": 0.01, "data.n_train": None}`` -> ``["train.lr=0.01", "data.n_train=null"]``."""
-    def text(v: Any) -> str:
-        if isinstance(v, list):
-            return "[" + ",".join(text(x) for x in v) + "]"
-        return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
-    return [f"{k}={text(v)}" for k, v in values.items()]
-
-
 def recipe_text(name: str) -> str:
     """``experiment=<name>`` and the values it sets, for a results description."""
     return f"`experiment={name}` ({' '.join(as_overrides(recipe(name)))})"
@@ -80,9 +71,7 @@ def recipe_text(name: str) -> str:
 # --------------------------------------------------------------------------------------------- store entries
 def has_entry(home: Path, stage: str, name: str) -> bool:
     """A complete store entry (lineage.json is written last), or an LM shipped with the package (``general-lm``)."""
-    from ulmfit.store import Store
-    store = Store(home / "store")
-    return store.has(stage, name) or any(e.name == name for e in store.entries(stage))
+    return finished(home / "store", stage, name)
 
 
 def entry_metrics(home: Path, stage: str, name: str) -> dict[str, Any]:

@@ -16,12 +16,17 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.common import SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, run_step, \
-    run_ulmfit, stamp
+from experiments.common import SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware, \
+    run_recipe, run_ulmfit, stamp
 from ulmfit.directions import BACKWARD, FORWARD, backward_name
 
 NAMES = {False: "general-lm-cpu", True: backward_name("general-lm-cpu")}  # the store entries, by direction
 SHIPPED = {False: "general-lm", True: backward_name("general-lm")}        # the shipped ones (stage.parent=<name>)
+
+
+def step(corpus: Path, backwards: bool) -> Step:
+    return Step("pretrain", NAMES[backwards], {"experiment": "general_lm_cpu", "data.root": corpus,
+                                               "direction": BACKWARD if backwards else FORWARD})
 
 
 def wikitext2_perplexity(home: Path, name: str, wikitext: Path) -> dict:
@@ -41,8 +46,7 @@ def main() -> None:
     ap.add_argument("--ship", action="store_true", help="export the entry to ulmfit/pretrained/<shipped name>")
     args = ap.parse_args()
     home, name = args.home.resolve(), NAMES[args.backwards]
-    run_step(home, "pretrain", name, "experiment=general_lm_cpu", f"data.root={args.corpus.resolve()}",
-             f"direction={BACKWARD if args.backwards else FORWARD}", log=home / f"{name}.log")
+    run_recipe(home, [step(args.corpus.resolve(), args.backwards)], log=home / f"{name}.log")
     m, lineage = entry_metrics(home, "pretrain", name), entry_lineage(home, "pretrain", name)
     wt2 = wikitext2_perplexity(home, name, args.wikitext.resolve())
     row = {"date": stamp(), "entry": name, "direction": "backward" if args.backwards else "forward", "train_tokens": m["train_tokens"], "vocab": m["vocab_size"],

@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.common import (RESULTS, append_result, entry_config, entry_lineage, entry_metrics,
-                                experiment_parser, hardware, recipe_text, run_step, stamp)
+from experiments.common import (RESULTS, Step, append_result, entry_config, entry_lineage, entry_metrics,
+                                experiment_parser, hardware, recipe_text, run_recipe, stamp)
 
 TAG = "imdb-cpu2"                # the recipe results/imdb_cpu.md and the README report
 PRETRAIN = "imdb-cpu-pretrain"   # the pretrain entry both recipes' rows start from
@@ -39,16 +39,15 @@ def names(tag: str, pretrain: str) -> dict[str, str]:
             "tfidf": f"{tag}-tfidf", "nbsvm": f"{tag}-nbsvm"}
 
 
-def plan(tag: str, pretrain: str, imdb: Path, wikitext: Path, seed: int) -> list[tuple[str, str, list[str]]]:
-    """(stage, entry name, overrides) of each step, in order; the baselines use the classifier's data split."""
+def plan(tag: str, pretrain: str, imdb: Path, wikitext: Path, seed: int) -> list[Step]:
+    """The steps, in order; the baselines use the classifier's data split."""
     n = names(tag, pretrain)
-    imdb_root, seed_ = f"data.root={imdb}", f"seed={seed}"
-    return [("pretrain", n["pretrain"], ["experiment=imdb_cpu_pretrain", f"data.root={wikitext}", seed_]),
-            ("lm_finetune", n["lm_finetune"], ["experiment=imdb_cpu_lm_finetune", imdb_root,
-                                               f"stage.parent={n['pretrain']}", seed_]),
-            ("classify", n["classify"], ["experiment=imdb_cpu_classify", imdb_root,
-                                         f"stage.parent={n['lm_finetune']}", seed_]),
-            *[(b, n[b], ["data=imdb", imdb_root, seed_]) for b in ("tfidf", "nbsvm")]]
+    return [Step("pretrain", n["pretrain"], {"experiment": "imdb_cpu_pretrain", "data.root": wikitext, "seed": seed}),
+            Step("lm_finetune", n["lm_finetune"], {"experiment": "imdb_cpu_lm_finetune", "data.root": imdb,
+                                                   "stage.parent": n["pretrain"], "seed": seed}),
+            Step("classify", n["classify"], {"experiment": "imdb_cpu_classify", "data.root": imdb,
+                                             "stage.parent": n["lm_finetune"], "seed": seed}),
+            *[Step(b, n[b], {"data": "imdb", "data.root": imdb, "seed": seed}) for b in ("tfidf", "nbsvm")]]
 
 
 def record_step(home: Path, stage: str, name: str) -> None:
@@ -82,10 +81,10 @@ def main() -> None:
     home, log = args.home.resolve(), args.home.resolve() / f"{args.tag}.log"
     home.mkdir(parents=True, exist_ok=True)
     last = STEPS.index("nbsvm" if args.until == "baselines" else args.until)
-    for stage, name, overrides in plan(args.tag, args.pretrain, Path(args.imdb).resolve(),
-                                       Path(args.wikitext).resolve(), args.seed)[:last + 1]:
-        run_step(home, stage, name, *overrides, log=log)
-        record_step(home, stage, name)
+    for step in plan(args.tag, args.pretrain, Path(args.imdb).resolve(), Path(args.wikitext).resolve(),
+                     args.seed)[:last + 1]:
+        run_recipe(home, [step], log=log)
+        record_step(home, step.stage, step.name)  # as soon as it exists
     if args.until == "baselines":
         report(home, names(args.tag, args.pretrain), args.tag, args.seed)
 

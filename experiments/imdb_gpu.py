@@ -33,14 +33,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", type=Path, default=Path("runs-gpu"), help="ULMFIT_HOME (an empty one on a fresh node)")
     ap.add_argument("--tokens", type=Path, default=Path(".gpu/corpora"), help="folder of the portable token files")
-    ap.add_argument("--name", default=None, help="run name (default imdb-gpu-<time>); rerun with it to resume")
+    ap.add_argument("--name", default=None, help="run name (default imdb-gpu-<time>); rerun with it to continue")
     ap.add_argument("overrides", nargs="*", help="extra overrides for every step, e.g. train.precision=fp16")
     args = ap.parse_args()
     home, name = args.home.resolve(), args.name or f"imdb-gpu-{time.strftime('%Y%m%d-%H%M%S')}"
     home.mkdir(parents=True, exist_ok=True)
-    resume = ["resume=true"] if args.name and (home / "store").exists() else []
     seconds = run_ulmfit("experiment=imdb_gpu", f"run_name={name}", f"paths.tokens={args.tokens.resolve()}",
-                         *resume, *args.overrides, home=home, log=home / f"{name}.log")
+                         *args.overrides, home=home, log=home / f"{name}.log")
     m = {s: entry_metrics(home, s, f"{name}-{s}") for s in STEPS}
     acc = {s: 100 * m[s]["test_accuracy"] for s in ("classify", "tfidf", "nbsvm")}
     row = {"date": stamp(), "run": name, "gpu": gpu_name(),

@@ -24,8 +24,8 @@ import statistics
 from pathlib import Path
 
 from experiments import common
-from experiments.common import (SHARED_DATA, append_result, as_overrides, entry_lineage, entry_metrics, hardware,
-                                recipe_text, result_rows, run_step, stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware,
+                                recipe_text, result_rows, run_recipe, stamp)
 from experiments.sample_efficiency import ALL, classifier
 
 LM = "imdb-lm"
@@ -35,23 +35,22 @@ METHODS = ("tfidf", "nbsvm", "probe", "ulmfit")
 TARGETS = {100: 80.0, 1000: 87.0, 22500: 92.0}
 
 
-def lm_step(imdb: Path) -> tuple[str, str, list[str]]:
-    return ("lm_finetune", LM, ["experiment=imdb_glm_lm_finetune", f"data.root={imdb}", f"stage.parent={PARENT}"])
+def lm_step(imdb: Path) -> Step:
+    return Step("lm_finetune", LM, {"experiment": "imdb_glm_lm_finetune", "data.root": imdb, "stage.parent": PARENT})
 
 
-def run_plan(method: str, n: int, seed: int, imdb: Path, n_test: int | None = None) -> tuple[str, str, list[str]]:
-    """(stage, entry name, overrides) of ``method`` on ``n`` labelled reviews (0: all; validation included)
-    drawn with ``data_seed=seed``; the initialisation seed stays the default, so the spread across seeds is the
-    spread across label draws. ``n_test``: score a fixed seeded subset of the test reviews (all when None)."""
+def run_plan(method: str, n: int, seed: int, imdb: Path, n_test: int | None = None) -> Step:
+    """The step of ``method`` on ``n`` labelled reviews (0: all; validation included) drawn with
+    ``data_seed=seed``; the initialisation seed stays the default, so the spread across seeds is the spread across
+    label draws. ``n_test``: score a fixed seeded subset of the test reviews (all when None)."""
     name = f"glm-n{n or 'all'}-s{seed}-{method}" + (f"-t{n_test}" if n_test else "")
-    subset = [f"data.root={imdb}", f"data.n_train={n or 'null'}", f"data_seed={seed}",
-              f"data.n_test={n_test or 'null'}"]
+    subset = {"data.root": imdb, "data.n_train": n or None, "data_seed": seed, "data.n_test": n_test or None}
     if method == "ulmfit":
-        return ("classify", name, ["experiment=imdb_cpu_classify", *subset, f"stage.parent={LM}",
-                                   *as_overrides(classifier(n))])
+        return Step("classify", name, {"experiment": "imdb_cpu_classify", **subset, "stage.parent": LM,
+                                       **classifier(n)})
     if method == "probe":
-        return ("probe", name, ["data=imdb", *subset, f"stage.parent={LM}"])
-    return (method, name, ["data=imdb", *subset])
+        return Step("probe", name, {"data": "imdb", **subset, "stage.parent": LM})
+    return Step(method, name, {"data": "imdb", **subset})
 
 
 def finished(name: str) -> bool:
@@ -147,16 +146,17 @@ def main() -> None:
 
     lm = {}
     if {"ulmfit", "probe"} & set(args.methods):  # the baselines need no LM (and can run while it trains)
-        stage, name, overrides = lm_step(imdb)
-        run_step(home, stage, name, *overrides, log=log)
-        lm = entry_metrics(home, stage, name)
+        step = lm_step(imdb)
+        run_recipe(home, [step], log=log)
+        lm = entry_metrics(home, step.stage, step.name)
     for n in args.sizes:
         for seed in (args.seeds if n != ALL else args.seeds[:1]):
             for method in args.methods:
-                stage, name, overrides = run_plan(method, n, seed, imdb, args.n_test)
+                step = run_plan(method, n, seed, imdb, args.n_test)
+                stage, name = step.stage, step.name
                 if finished(name):
                     continue
-                run_step(home, stage, name, *overrides, log=log)
+                run_recipe(home, [step], log=log)
                 m = entry_metrics(home, stage, name)
                 row = {"date": stamp(), "entry": name, "method": method, "labels": n or "all",
                        "n_train": m["n_train"], "n_valid": m["n_valid"], "n_test": m["n_test"], "data_seed": seed,

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.common import (SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, result_rows,
-                                run_step, stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware,
+                                result_rows, run_recipe, stamp)
 
 DATASETS = ("ag_news", "imdb10k", "sentiment_dev")
 METHODS = ("tfidf", "nbsvm", "probe", "ulmfit")
@@ -100,14 +100,24 @@ def dataset_files(home: Path, name: str, shared: Path) -> tuple[Path, Path]:
     return out / "train.csv", out / "test.csv"
 
 
-def plan(method: str, lm: str, train: Path, test: Path, extra: list[str]) -> tuple[str, list[str]]:
-    """(stage, overrides) of one method: the README's own-CSV command plus the files, a run name and ``extra``."""
-    files = ["data=csv", f"data.files.train={train}", f"data.files.test={test}"]
-    if method == "ulmfit":
-        return "classify", [*files, f"stage.parent={lm}", *extra]
-    if method == "probe":
-        return "probe", [*files, f"stage.parent={lm}", *extra]
-    return method, files
+def plan(dataset: str, tag: str, lm_tag: str | None, methods: list[str], settings: list[str], train: Path,
+         test: Path) -> tuple[Step | None, dict[str, Step]]:
+    """The dataset's LM fine-tuning (None when no method needs it) and each method's step: the README's own-CSV
+    commands plus the files, a run name and the recipe study's ``settings`` (``lm.``/``clas.`` for one of them)."""
+    files = {"data": "csv", "data.files.train": train, "data.files.test": test}
+    lm_set = dict(s.removeprefix("lm.").split("=", 1) for s in settings if not s.startswith("clas."))
+    clas_set = dict(s.removeprefix("clas.").split("=", 1) for s in settings if not s.startswith("lm."))
+    lm = Step("lm_finetune", f"{lm_tag or tag}-{dataset}-lm", {**files, **lm_set})
+    stages = {"ulmfit": "classify", "probe": "probe"}
+    runs = {m: Step(stages.get(m, m), f"{tag}-{dataset}-{m}",
+                    {**files, "stage.parent": lm.name, **clas_set} if m in stages else files) for m in methods}
+    return (lm if set(stages) & set(methods) else None), runs
+
+
+def key_value(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KEY=VALUE, e.g. train.lr=5e-3")
+    return text
 
 
 def main() -> None:
@@ -118,7 +128,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--tag", default="csv", help="prefix of the entries (a recipe study names its variant here)")
     ap.add_argument("--lm-tag", help="the LM entries' prefix, to reuse another variant's LMs (default: --tag)")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=key_value,
                     help="overrides for the LM fine-tuning and the classifier (a recipe study; default: none)")
     args = ap.parse_args()
     home = args.home.resolve()
@@ -126,20 +136,16 @@ def main() -> None:
     log = home / "own_csv.log"
     for dataset in args.datasets:
         train, test = dataset_files(home, dataset, args.shared.resolve())
-        lm = f"{args.lm_tag or args.tag}-{dataset}-lm"
-        lm_set = [s for s in args.set if not s.startswith("clas.")]
-        clas_set = [s.removeprefix("clas.") for s in args.set if not s.startswith("lm.")]
-        lm_set = [s.removeprefix("lm.") for s in lm_set]
-        if {"ulmfit", "probe"} & set(args.methods):
-            run_step(home, "lm_finetune", lm, "data=csv", f"data.files.train={train}", f"data.files.test={test}",
-                     *lm_set, log=log)
-        lm_metrics = entry_metrics(home, "lm_finetune", lm) if {"ulmfit", "probe"} & set(args.methods) else {}
-        for method in args.methods:
-            entry = f"{args.tag}-{dataset}-{method}"
+        lm, runs = plan(dataset, args.tag, args.lm_tag, args.methods, args.set, train, test)
+        lm_metrics = {}
+        if lm is not None:
+            run_recipe(home, [lm], log=log)
+            lm_metrics = entry_metrics(home, lm.stage, lm.name)
+        for method, step in runs.items():
+            stage, entry = step.stage, step.name
             if any(r["entry"] == entry for r in result_rows("own_csv")):
                 continue
-            stage, overrides = plan(method, lm, train, test, clas_set if method in ("ulmfit", "probe") else [])
-            run_step(home, stage, entry, *overrides, log=log)
+            run_recipe(home, [step], log=log)
             m = entry_metrics(home, stage, entry)
             row = {"date": stamp(), "entry": entry, "dataset": dataset, "method": method,
                    "overrides": " ".join(args.set), "n_train": m["n_train"], "n_valid": m["n_valid"],

@@ -26,37 +26,37 @@ Resumable: finished entries are reused, and each finished run appends its row at
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from experiments import imdb_transfer
-from experiments.common import (SHARED_DATA, append_result, entry_metrics, hardware, recipe_text, result_rows,
-                                run_step, stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, entry_metrics, hardware, recipe_text, result_rows,
+                                run_recipe, stamp)
 
 SOURCES = {"none": "none", "wikitext2": "wt2-cpu-pretrain", "general": "general-lm"}
 TASKS = ("trec", "imdb1k")
 IMDB_LABELS, IMDB_SEED, TREC_SEED = 1000, 1, 42
 
 
-def pretrain_step(wikitext: Path) -> tuple[str, str, list[str]]:
-    return ("pretrain", SOURCES["wikitext2"], ["experiment=wikitext2_cpu", f"data.root={wikitext}"])
+def pretrain_step(wikitext: Path) -> Step:
+    return Step("pretrain", SOURCES["wikitext2"], {"experiment": "wikitext2_cpu", "data.root": wikitext})
 
 
-def plan(task: str, source: str, data: Path) -> list[tuple[str, str, list[str]]]:
-    """(stage, entry name, overrides) of the task's LM fine-tuning and classifier from ``source``."""
-    parent = f"stage.parent={SOURCES[source]}"
+def plan(task: str, source: str, data: Path) -> list[Step]:
+    """The task's LM fine-tuning and classifier steps from ``source``."""
+    parent = SOURCES[source]
     if task == "trec":
         tag = "trec-glm" if source == "general" else f"pt-{source}-trec"
-        seed = f"seed={TREC_SEED}"
-        return [("lm_finetune", f"{tag}-ft", ["experiment=trec_cpu_lm_finetune", f"data.root={data}", parent, seed]),
-                ("classify", f"{tag}-clas", ["experiment=trec_cpu_classify", f"data.root={data}",
-                                             f"stage.parent={tag}-ft", seed])]
+        return [Step("lm_finetune", f"{tag}-ft", {"experiment": "trec_cpu_lm_finetune", "data.root": data,
+                                                  "stage.parent": parent, "seed": TREC_SEED}),
+                Step("classify", f"{tag}-clas", {"experiment": "trec_cpu_classify", "data.root": data,
+                                                 "stage.parent": f"{tag}-ft", "seed": TREC_SEED})]
     if source == "general":  # imdb_transfer's own LM and 1,000-label run
         return [imdb_transfer.lm_step(data), imdb_transfer.run_plan("ulmfit", IMDB_LABELS, IMDB_SEED, data)]
     lm = f"pt-{source}-imdb-ft"
-    _, name, overrides = imdb_transfer.run_plan("ulmfit", IMDB_LABELS, IMDB_SEED, data)
-    overrides = [o if not o.startswith("stage.parent=") else f"stage.parent={lm}" for o in overrides]
-    return [("lm_finetune", lm, ["experiment=imdb_glm_lm_finetune", f"data.root={data}", parent]),
-            ("classify", f"pt-{source}-{name}", overrides)]
+    clas = imdb_transfer.run_plan("ulmfit", IMDB_LABELS, IMDB_SEED, data)
+    return [Step("lm_finetune", lm, {"experiment": "imdb_glm_lm_finetune", "data.root": data, "stage.parent": parent}),
+            replace(clas, name=f"pt-{source}-{clas.name}", overrides={**clas.overrides, "stage.parent": lm})]
 
 
 def finished(task: str, source: str) -> bool:
@@ -80,12 +80,11 @@ def main() -> None:
         for source in args.sources:
             if finished(task, source):
                 continue
-            # the WikiText-2 source trains its LM first (once: run_step skips an existing entry)
+            # the WikiText-2 source trains its LM first (once: an existing entry is reused)
             first = [pretrain_step(Path(args.wikitext).resolve())] if source == "wikitext2" else []
             steps = plan(task, source, data[task])
-            for stage, name, overrides in first + steps:
-                run_step(home, stage, name, *overrides, log=log)
-            (_, lm, _), (_, clas, _) = steps
+            run_recipe(home, first + steps, log=log)
+            lm, clas = (step.name for step in steps)
             f, c = entry_metrics(home, "lm_finetune", lm), entry_metrics(home, "classify", clas)
             row = {"date": stamp(), "task": task, "source": source, "parent": SOURCES[source], "lm_entry": lm,
                    "clas_entry": clas, "lm_ppl_before": round(f["valid_perplexity_before"], 1)

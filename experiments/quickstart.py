@@ -11,7 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
-from experiments.common import append_result, entry_lineage, entry_metrics, hardware, run_ulmfit, stamp
+from omegaconf import DictConfig
+
+from experiments.common import append_result, entry_config, entry_lineage, entry_metrics, hardware, run_ulmfit, stamp
 from ulmfit.report import cpu_bf16
 
 
@@ -30,21 +32,24 @@ def main() -> None:
            "precision": entry_lineage(home, "classify", f"{name}-classify")["precision"],
            "lm_finetune_s": round(lm["train_seconds"]), "classify_s": round(clas["train_seconds"]),
            "wall_min": round(seconds / 60, 2), "cpu": cpu_bf16()}
-    print(append_result("quickstart", row, TITLE, description()))
+    lm_cfg, clas_cfg = (entry_config(home, s, f"{name}-{s}") for s in ("lm_finetune", "classify"))
+    print(append_result("quickstart", row, TITLE, description(args.experiment, lm_cfg, clas_cfg, clas)))
 
 
 TITLE = "The quickstart (README command 1), measured"
 
 
-def description() -> str:
-    """The results table's header: the recipe, what the columns mean, and the machine it was last written on."""
+def description(experiment: str, lm_cfg: DictConfig, clas_cfg: DictConfig, clas: dict) -> str:
+    """The results table's header: the recipe as its entries ran it (their configs and the classifier's metrics),
+    what the columns mean, and the machine it was last written on."""
     return (f"`python -m experiments.quickstart`; this header was last written on {hardware()}; `cpu` says which "
             "kind of CPU each row ran on (with bf16 instructions, train.precision=auto trains in bf16).\n"
-            "`experiment=quickstart`: the shipped general-domain LM (`lm_parent`) fine-tuned on the 5,452 embedded "
-            "TREC-6 training questions (10 epochs, bs 32), then the classifier with gradual unfreezing, discriminative "
-            "LRs and STLR (4 final epochs, bs 32); TF-IDF + logistic regression on the same split; test = TREC_10 (500 "
-            "questions). wall_min: the whole `python -m ulmfit` process in an empty ULMFIT_HOME (imports, tokenization, "
-            "training, the three entries), without the pip install.")
+            f"`experiment={experiment}`: the LM `lm_parent` fine-tuned on the {clas['n_train'] + clas['n_valid']:,} "
+            f"embedded TREC-6 training questions (at most {lm_cfg.train.epochs} epochs, bs {lm_cfg.train.bs}), then "
+            "the classifier with gradual unfreezing, discriminative LRs and STLR (at most "
+            f"{clas_cfg.train.epochs} final epochs, bs {clas_cfg.train.bs}); TF-IDF + logistic regression on the same "
+            f"split; test = TREC_10 ({clas['n_test']} questions). wall_min: the whole `python -m ulmfit` process in "
+            "an empty ULMFIT_HOME (imports, tokenization, training, the three entries), without the pip install.")
 
 
 if __name__ == "__main__":

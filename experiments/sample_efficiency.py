@@ -34,8 +34,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from experiments.common import (RESULTS, SHARED_DATA, append_result, as_overrides, entry_config, entry_lineage,
-                                entry_metrics, entry_parent, hardware, has_entry, recipe, result_rows, run_step, stamp)
+from experiments.common import (RESULTS, SHARED_DATA, Step, append_result, entry_config, entry_lineage,
+                                entry_metrics, entry_parent, hardware, has_entry, recipe, result_rows, run_recipe,
+                                stamp)
 
 METHODS = ("tfidf", "scratch", "ulmfit_supervised", "ulmfit_semi_supervised")
 ALL = 0  # n_train=0 on the command line: every labelled training review
@@ -141,21 +142,21 @@ def write_summary(csv_path: Path | None = None) -> Path:
     return out
 
 
-def plan(method: str, n: int, seed: int, imdb: Path, pretrain: str, semi_lm: str) -> list[tuple[str, str, list[str]]]:
-    """(stage, entry name, overrides) of one run: ``method`` on ``n`` labelled reviews (0: all) drawn with ``seed``;
-    the last step is the one reported (ULMFiT supervised fine-tunes its own LM first)."""
+def plan(method: str, n: int, seed: int, imdb: Path, pretrain: str, semi_lm: str) -> list[Step]:
+    """The steps of one run: ``method`` on ``n`` labelled reviews (0: all) drawn with ``seed``; the last step is
+    the one reported (ULMFiT supervised fine-tunes its own LM first)."""
     tag = f"se-n{n or 'all'}-s{seed}"
-    subset = [f"data.root={imdb}", f"data.n_train={n or 'null'}", f"seed={seed}", f"data_seed={seed}"]
+    subset = {"data.root": imdb, "data.n_train": n or None, "seed": seed, "data_seed": seed}
     if method == "tfidf":
-        return [("tfidf", f"{tag}-tfidf", ["data=imdb", *subset])]
+        return [Step("tfidf", f"{tag}-tfidf", {"data": "imdb", **subset})]
     steps = []
     if method == "ulmfit_supervised":
-        steps.append(("lm_finetune", f"{tag}-lm", ["experiment=imdb_cpu_labelled_lm", *subset,
-                                                   f"stage.parent={pretrain}", f"train.epochs={lm_epochs(n)}"]))
-    parent = {"scratch": "stage.parent_stage=none", "ulmfit_semi_supervised": f"stage.parent={semi_lm}",
-              "ulmfit_supervised": f"stage.parent={tag}-lm"}[method]
-    steps.append(("classify", f"{tag}-{method}", ["experiment=imdb_cpu_classify", *subset, parent,
-                                                  *as_overrides(classifier(n))]))
+        steps.append(Step("lm_finetune", f"{tag}-lm", {"experiment": "imdb_cpu_labelled_lm", **subset,
+                                                       "stage.parent": pretrain, "train.epochs": lm_epochs(n)}))
+    parent = {"scratch": {"stage.parent_stage": "none"}, "ulmfit_semi_supervised": {"stage.parent": semi_lm},
+              "ulmfit_supervised": {"stage.parent": f"{tag}-lm"}}[method]
+    steps.append(Step("classify", f"{tag}-{method}", {"experiment": "imdb_cpu_classify", **subset, **parent,
+                                                      **classifier(n)}))
     return steps
 
 
@@ -193,11 +194,10 @@ def main() -> None:
                     steps = []
                 else:
                     steps = plan(method, n, seed, imdb, args.pretrain, args.semi_lm)
-                    stage, name, _ = steps[-1]
+                    stage, name = steps[-1].stage, steps[-1].name
                 if done(name):
                     continue
-                for step_stage, step_name, overrides in steps:
-                    run_step(home, step_stage, step_name, *overrides, log=log)
+                run_recipe(home, steps, log=log)
                 m = entry_metrics(home, stage, name)
                 row = {"date": stamp(), "entry": name, "method": method, "n_train": m["n_train"],
                        "seed": entry_config(home, stage, name)["seed"],

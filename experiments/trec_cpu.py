@@ -14,17 +14,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.common import (append_result, entry_lineage, entry_metrics, experiment_parser, hardware, recipe_text,
-                                run_step, stamp)
+from experiments.common import (Step, append_result, entry_lineage, entry_metrics, experiment_parser, hardware,
+                                recipe_text, run_recipe, stamp)
 
 
-def plan(tag: str, pretrain: str, trec: Path, wikitext: Path, seed: int) -> list[tuple[str, str, list[str]]]:
-    """(stage, entry name, overrides) of each step, in order."""
-    return [("pretrain", pretrain, ["experiment=trec_cpu_pretrain", f"data.root={wikitext}", f"seed={seed}"]),
-            ("lm_finetune", f"{tag}-ft", ["experiment=trec_cpu_lm_finetune", f"data.root={trec}",
-                                          f"stage.parent={pretrain}", f"seed={seed}"]),
-            ("classify", f"{tag}-clas", ["experiment=trec_cpu_classify", f"data.root={trec}",
-                                         f"stage.parent={tag}-ft", f"seed={seed}"])]
+def plan(tag: str, pretrain: str, trec: Path, wikitext: Path, seed: int) -> list[Step]:
+    """The steps, in order."""
+    return [Step("pretrain", pretrain, {"experiment": "trec_cpu_pretrain", "data.root": wikitext, "seed": seed}),
+            Step("lm_finetune", f"{tag}-ft", {"experiment": "trec_cpu_lm_finetune", "data.root": trec,
+                                              "stage.parent": pretrain, "seed": seed}),
+            Step("classify", f"{tag}-clas", {"experiment": "trec_cpu_classify", "data.root": trec,
+                                             "stage.parent": f"{tag}-ft", "seed": seed})]
 
 
 def corpus_name(lineage: dict) -> str:
@@ -38,12 +38,10 @@ def main() -> None:
     home, log = args.home.resolve(), args.home.resolve() / f"{args.tag}.log"
     home.mkdir(parents=True, exist_ok=True)
     pre = args.pretrain or f"{args.tag}-pretrain"
-    seconds, m = {}, {}
-    for stage, name, overrides in plan(args.tag, pre, Path(args.trec).resolve(), Path(args.wikitext).resolve(),
-                                       args.seed):
-        ran = run_step(home, stage, name, *overrides, log=log)
-        m[stage] = entry_metrics(home, stage, name)
-        seconds[stage] = m[stage]["train_seconds"] if ran is None else ran
+    steps = plan(args.tag, pre, Path(args.trec).resolve(), Path(args.wikitext).resolve(), args.seed)
+    ran = run_recipe(home, steps, log=log)
+    m = {step.stage: entry_metrics(home, step.stage, step.name) for step in steps}
+    seconds = {step.stage: m[step.stage]["train_seconds"] if s is None else s for step, s in zip(steps, ran)}
 
     p, f, c = m["pretrain"], m["lm_finetune"], m["classify"]
     total = sum(seconds.values())

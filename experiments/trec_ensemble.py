@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from experiments.common import (SHARED_DATA, append_result, entry_metrics, hardware, recipe_text, run_step,
-                                run_ulmfit, stamp)
-from experiments.trec_cpu import plan
+from experiments.common import (SHARED_DATA, Step, append_result, entry_metrics, hardware, recipe_text,
+                                run_recipe, run_ulmfit, stamp)
+from experiments import trec_cpu
 from ulmfit.data.readers import TrecReader
 
 TAG, PRETRAIN = "trec-glm", "general-lm"
@@ -31,6 +32,13 @@ TAG, PRETRAIN = "trec-glm", "general-lm"
 def member(seed: int) -> str:
     """The classifier entry of ``seed`` (seed 42's is experiments.trec_cpu's ``trec-glm-clas``)."""
     return f"{TAG}-clas" if seed == 42 else f"{TAG}-clas-s{seed}"
+
+
+def plan(seeds: list[int], trec: Path) -> list[Step]:
+    """trec_cpu's LM (of its seed 42), then trec_cpu's classifier step at each seed, under the member's name."""
+    lm = trec_cpu.plan(TAG, PRETRAIN, trec, Path("."), 42)[1]
+    clas = {seed: trec_cpu.plan(TAG, PRETRAIN, trec, Path("."), seed)[2] for seed in seeds}
+    return [lm, *(replace(step, name=member(seed)) for seed, step in clas.items())]
 
 
 def write_test_csv(trec: Path, out: Path) -> Path:
@@ -51,12 +59,9 @@ def main() -> None:
     home.mkdir(parents=True, exist_ok=True)
     log = home / "trec_ensemble.log"
 
-    _, (lm_stage, lm, lm_over), _ = plan(TAG, PRETRAIN, trec, Path("."), 42)  # the LM of trec_cpu's seed
-    run_step(home, lm_stage, lm, *lm_over, log=log)
-    members = [member(s) for s in args.seeds]
-    for seed, name in zip(args.seeds, members):  # trec_cpu's classifier step at this seed, under its own name
-        clas_stage, _, clas_over = plan(TAG, PRETRAIN, trec, Path("."), seed)[2]
-        run_step(home, clas_stage, name, *clas_over, log=log)
+    steps = plan(args.seeds, trec)
+    run_recipe(home, steps, log=log)
+    lm, members = steps[0].name, [step.name for step in steps[1:]]
 
     test_csv = write_test_csv(trec, home / "trec_test.csv")
     out = home / "evaluations" / f"trec-ensemble-{'-'.join(map(str, args.seeds))}.json"

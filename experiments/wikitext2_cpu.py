@@ -12,8 +12,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.common import (SHARED_DATA, append_result, entry_lineage, entry_metrics, hardware, recipe_text,
-                                run_step, stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware,
+                                recipe_text, run_recipe, stamp)
+
+
+def step(name: str, wikitext: Path) -> Step:
+    return Step("pretrain", name, {"experiment": "wikitext2_cpu", "data.root": wikitext})
 
 
 def cache_timing(wikitext: Path) -> tuple[float, float]:
@@ -38,8 +42,7 @@ def main() -> None:
     home = args.home.resolve()
     name = args.entry or f"wt2-cpu-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.entry is None:
-        run_step(home, "pretrain", name, "experiment=wikitext2_cpu", f"data.root={args.wikitext.resolve()}",
-                 log=home / f"{name}.log")
+        run_recipe(home, [step(name, args.wikitext.resolve())], log=home / f"{name}.log")
     m = entry_metrics(home, "pretrain", name)
     cold, warm = cache_timing(args.wikitext.resolve())
     row = {"date": stamp(), "entry": name, "epochs": m["epochs"], "train_tokens": m["train_tokens"],

@@ -84,6 +84,11 @@ def mini_imdb(tmp_path_factory) -> Path:
     return root
 
 
+def step_mapping(*overrides: str) -> str:
+    """``key=value`` overrides as one pipeline step's mapping on the command line (``{key:'value',...}``)."""
+    return "{" + ",".join(f"{k}:'{v}'" for k, v in (o.split("=", 1) for o in overrides)) + "}"
+
+
 def imdb_csv(root: Path) -> list[str]:
     """Overrides that read ``mini_imdb`` through the generic CSV reader."""
     return ["data=csv", f"data.files.train={root / 'train.csv'}", f"data.files.test={root / 'test.csv'}",

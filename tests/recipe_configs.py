@@ -11,8 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -21,6 +19,7 @@ from omegaconf import OmegaConf
 
 from ulmfit import SAMPLE_DIR
 from ulmfit.config import compose
+from ulmfit.recipes import Step, steps_from_config
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "recipe_configs.json"
 ENV = {"ULMFIT_HOME": "/h", "ULMFIT_DATA": "/d", "ULMFIT_TOKENS": "/t"}  # paths the configs resolve against
@@ -33,51 +32,23 @@ Steps = dict[str, tuple[str, str, list[str]]]  # "<recipe>: <stage>/<entry>" -> 
 
 
 def pipeline_steps() -> Steps:
-    from ulmfit.stages.pipeline import step_overrides
     out = {}
     for experiment, cli in PIPELINES.items():
-        for stage, overrides in step_overrides(compose(f"experiment={experiment}", "run_name=r", *cli), cli):
-            name = f"r-{stage}"
-            out[f"{experiment}: {stage}/{name}"] = (stage, name, overrides)
+        recipe = compose(f"experiment={experiment}", "run_name=r", *cli)
+        for step in steps_from_config(recipe, dict(o.split("=", 1) for o in cli)):
+            out[f"{experiment}: {step.stage}/{step.name}"] = (step.stage, step.name, step.args())
     return out
 
 
-class _Metrics(dict):
-    """Any metric a script reads after its runs: 1.0."""
-
-    def __missing__(self, key: str) -> float:
-        return 1.0
-
-
-def _recorded(module: Any, argv: list[str], **patches: Any) -> list[tuple[str, str, list[str]]]:
-    """The steps ``module.main()`` hands to ``run_step``, with every run and result read faked."""
-    calls = []
-    fakes = {"run_step": lambda home, stage, name, *o, log=None: calls.append((stage, name, list(o))),
-             "entry_metrics": lambda *a: _Metrics(), "append_result": lambda *a, **k: "",
-             "entry_lineage": lambda *a: {"precision": "fp32", "parent": {"name": "x"}, "environment": {}},
-             "result_rows": lambda *a: [], "hardware": lambda: "h", **patches}
-    with ExitStack() as stack:
-        for name, fake in fakes.items():
-            if hasattr(module, name):
-                stack.enter_context(mock.patch.object(module, name, fake))
-        stack.enter_context(mock.patch.object(sys, "argv", [module.__name__, *argv]))
-        module.main()
-    return calls
-
-
-def _evaluate(*args: str, home: Path, log: Path | None = None) -> float:
-    """stage=evaluate's output file, as trec_ensemble reads it."""
-    out = Path(dict(a.split("=", 1) for a in args)["stage.output"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text('{"accuracy": 1.0, "error_rate": 0.0, "n": 1}')
-    return 1.0
-
-
-def script_steps(tmp: Path) -> Steps:
+def script_steps() -> Steps:
     from experiments import (ablations, general_lm, imdb_cpu, imdb_transfer, own_csv, pretraining_ablation,
                              sample_efficiency, trec_cpu, trec_ensemble, wikitext2_cpu)
     trec, imdb, wt2 = D / "trec", D / "imdb", D / "wikitext-2"
-    found: dict[str, list[tuple[str, str, list[str]]]] = {
+    csv = {name: (D / name / "train.csv", D / name / "test.csv") for name in own_csv.DATASETS}
+    own = [own_csv.plan(name, "csv", None, list(own_csv.METHODS), [], *csv[name]) for name in own_csv.DATASETS]
+    own.append(own_csv.plan("sentiment_dev", "dev-x", None, list(own_csv.METHODS),
+                            ["train.lr=5e-3", "lm.train.epochs=2", "clas.train.bs=16"], *csv["sentiment_dev"]))
+    found: dict[str, list[Step]] = {
         "trec_cpu": trec_cpu.plan("trec-cpu", "trec-cpu-pretrain", trec, wt2, 42)
         + trec_cpu.plan("trec-glm", "general-lm", trec, wt2, 42),
         "ablations": [s for v in ablations.VARIANTS for s in ablations.plan(v, 42, "wt2-cpu-e3", trec)],
@@ -90,21 +61,13 @@ def script_steps(tmp: Path) -> Steps:
         "pretraining_ablation": [pretraining_ablation.pretrain_step(wt2)] + [
             s for t in pretraining_ablation.TASKS for src in pretraining_ablation.SOURCES
             for s in pretraining_ablation.plan(t, src, trec if t == "trec" else imdb)],
-        "general_lm": [s for backwards in ([], ["--backwards"]) for s in _recorded(
-            general_lm, ["--home", str(tmp), "--corpus", str(D / "wiki-gutenberg"), *backwards],
-            wikitext2_perplexity=lambda *a: _Metrics())],
-        "wikitext2_cpu": _recorded(wikitext2_cpu, ["--home", str(tmp), "--wikitext", str(wt2)],
-                                   cache_timing=lambda *a: (1.0, 1.0), time=mock.Mock(strftime=lambda f: "T")),
-        "own_csv": _recorded(own_csv, ["--home", str(tmp), "--datasets", *own_csv.DATASETS],
-                             dataset_files=lambda home, name, shared: (D / name / "train.csv", D / name / "test.csv"))
-        + _recorded(own_csv, ["--home", str(tmp), "--datasets", "sentiment_dev", "--tag", "dev-x", "--set",
-                              "train.lr=5e-3", "lm.train.epochs=2", "clas.train.bs=16"],
-                    dataset_files=lambda home, name, shared: (D / name / "train.csv", D / name / "test.csv")),
-        "trec_ensemble": _recorded(trec_ensemble, ["--home", str(tmp), "--trec", str(trec)],
-                                   run_ulmfit=_evaluate, write_test_csv=lambda trec, out: out),
+        "general_lm": [general_lm.step(D / "wiki-gutenberg", backwards) for backwards in (False, True)],
+        "wikitext2_cpu": [wikitext2_cpu.step("wt2-cpu-T", wt2)],
+        "own_csv": [s for lm, runs in own for s in (lm, *runs.values())],
+        "trec_ensemble": trec_ensemble.plan([42, 43, 44], trec),
     }
-    return {f"{recipe}: {stage}/{name}": (stage, name, [f"stage={stage}", f"run_name={name}", *overrides])
-            for recipe, steps in found.items() for stage, name, overrides in steps}  # as run_step ran them
+    return {f"{recipe}: {s.stage}/{s.name}": (s.stage, s.name, s.args())
+            for recipe, steps in found.items() for s in steps}
 
 
 def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -133,9 +96,7 @@ def distinct(stage: str, *overrides: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        steps = {**pipeline_steps(), **script_steps(Path(tmp))}
+    steps = {**pipeline_steps(), **script_steps()}
     record = {key: {"stage": stage, "name": name, "overrides": overrides,
                     "values": distinct(stage, *overrides)}
               for key, (stage, name, overrides) in steps.items()}

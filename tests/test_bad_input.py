@@ -107,8 +107,10 @@ CASES = {
     "validation fraction out of range": (lambda h, m: ["stage=classify", "data.valid_frac=1"], "in (0, 1)", 2),
     "unknown schedule": (lambda h, m: ["stage=classify", "train.schedule=cosine"], "stlr, one_cycle, constant", 2),
     "fractional subset size": (lambda h, m: ["stage=tfidf", "data.n_train=2.5"], "positive whole number", 2),
-    "bad value in a pipeline step": (lambda h, m: ["stage=pipeline", "stage.steps.classify=['train.lr=-1']"],
+    "bad value in a pipeline step": (lambda h, m: ["stage=pipeline", "++stage.steps.classify={train.lr:-1}"],
                                      "train.lr=-1 is not valid", 2),
+    "a pipeline step as a list": (lambda h, m: ["experiment=quickstart", "stage.steps.pretrain=['data=wikitext2']"],
+                                  "stage.steps.pretrain is ['data=wikitext2']; it must be a mapping of overrides", 2),
 }
 if not cpu_runs_bf16():  # only such a CPU shows it end to end; tests/test_precision.py checks the rule everywhere
     CASES["bf16 on a CPU without it"] = (lambda h, m: ["stage=pretrain", "train.precision=bf16"],

@@ -80,15 +80,17 @@ def test_multirun_gives_each_job_its_own_entry(tmp_path, mini_wikitext):
 
 
 def test_paper_recipe_from_fastai_wt103_weights_wires_the_import_as_pretrain(make_cfg):
-    from ulmfit.stages.pipeline import step_overrides
+    from ulmfit.recipes import steps_from_config
     cfg = make_cfg("experiment=imdb_paper_wt103", "paths.data=/datasets", "run_name=p")
-    steps = step_overrides(cfg, [])
-    assert [s for s, _ in steps] == ["import_wt103", "lm_finetune", "classify"]
-    imp, ft, clas = (o for _, o in steps)
-    assert "stage.dir=/datasets/wt103-fwd" in imp and "run_name=p-import_wt103" in imp
-    assert "stage.parent=p-import_wt103" in ft and "stage.parent=p-lm_finetune" in clas
-    # stage.every_step of the inherited imdb_paper recipe reaches every step, before the step's own overrides
-    assert all(o[1:3] == ["model=awd_lstm", "train.precision=fp16"] for o in (imp, ft, clas))
+    steps = steps_from_config(cfg, {"train.precision": "fp32"})
+    assert [(s.stage, s.entry_stage, s.name) for s in steps] == [
+        ("import_wt103", "pretrain", "p-import_wt103"), ("lm_finetune", "lm_finetune", "p-lm_finetune"),
+        ("classify", "classify", "p-classify")]
+    imp, ft, clas = (s.overrides for s in steps)
+    assert imp["stage.dir"] == "/datasets/wt103-fwd" and cfg.stage.steps.pretrain is None
+    assert ft["stage.parent"] == "p-import_wt103" and clas["stage.parent"] == "p-lm_finetune"
+    # stage.every_step of the inherited imdb_paper recipe reaches every step; the command line wins over it
+    assert all(o["model"] == "awd_lstm" and o["train.precision"] == "fp32" for o in (imp, ft, clas))
 
 
 @pytest.mark.parametrize("override,fragment", [

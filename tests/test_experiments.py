@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from experiments import ablations, common, imdb_cpu, imdb_transfer, pretraining_ablation, sample_efficiency, trec_cpu
+from experiments import common, imdb_cpu, imdb_transfer, pretraining_ablation, sample_efficiency, trec_cpu
 from ulmfit.config import compose
+from ulmfit.recipes import Step, steps_from_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,16 +46,34 @@ def test_without_a_key_rows_accumulate(results):
     assert not list(results.glob("*.tmp"))
 
 
-def test_run_step_runs_the_cli_once_then_skips_its_entry(tmp_path):
-    """The shared runner: ``python -m ulmfit`` in a fresh process with ULMFIT_HOME, its output in the log; a rerun
-    skips a step whose entry exists; a failing step exits with the tail of its output."""
-    log = tmp_path / "steps.log"
-    seconds = common.run_step(tmp_path, "tfidf", "t", "tokenizer.n_workers=0", log=log)  # the embedded IMDB sample
+def test_run_recipe_runs_each_step_in_a_fresh_process_once(tmp_path):
+    """The scripts' steps: ``python -m ulmfit`` in a fresh process with ULMFIT_HOME, its output in the log; a rerun
+    reuses a step whose entry exists; a failing step exits with the tail of its output."""
+    log, step = tmp_path / "steps.log", Step("tfidf", "t", {"tokenizer.n_workers": 0})  # the embedded IMDB sample
+    (seconds,) = common.run_recipe(tmp_path, [step], log=log)
     assert seconds > 0 and common.has_entry(tmp_path, "tfidf", "t") and "test_accuracy" in log.read_text()
-    assert common.run_step(tmp_path, "tfidf", "t", log=log) is None
+    assert common.run_recipe(tmp_path, [step], log=log) == [None]
     assert common.entry_metrics(tmp_path, "tfidf", "t")["n_test"] == 1000
     with pytest.raises(SystemExit, match=r"(?s)failed \(\d\): .*no_such_group.*Could not override"):
-        common.run_step(tmp_path, "tfidf", "u", "no_such_group=x")
+        common.run_recipe(tmp_path, [Step("tfidf", "u", {"no_such_group": "x"})])
+
+
+def test_run_recipe_reuses_finished_entries_and_resumes_interrupted_ones(tmp_path, monkeypatch):
+    """The one resume of every recipe (ulmfit.recipes.run_steps): an entry in the store or shipped with the package
+    is not run again, a step with a checkpoint continues with resume=true, any other starts afresh."""
+    from ulmfit.checkpoint import checkpoint_dir
+    ran = []
+    monkeypatch.setattr(common, "run_ulmfit", lambda *args, home, log=None: ran.append(list(args)))
+    (tmp_path / "store" / "lm_finetune" / "done").mkdir(parents=True)
+    (tmp_path / "store" / "lm_finetune" / "done" / "lineage.json").write_text("{}")
+    (checkpoint_dir(tmp_path / "store", "classify", "cut") / "epoch-0001").mkdir(parents=True)
+    (checkpoint_dir(tmp_path / "store", "classify", "cut") / "epoch-0001" / "state.json").write_text("{}")
+    steps = [Step("pretrain", "general-lm"), Step("lm_finetune", "done"), Step("classify", "cut", {"seed": 1}),
+             Step("tfidf", "new", {"data": "imdb"})]
+    seconds = common.run_recipe(tmp_path, steps)
+    assert seconds[:2] == [None, None] and all(s is not None for s in seconds[2:])
+    assert ran == [["stage=classify", "seed=1", "run_name=cut", "resume=true"],
+                   ["stage=tfidf", "data=imdb", "run_name=new"]]
 
 
 def test_sample_efficiency_summary_averages_seeds_per_method_and_size():
@@ -79,104 +98,14 @@ def test_sample_efficiency_targets_compare_the_best_ulmfit_variant():
     assert len(table) == 4  # 1,000 labels never ran: no row
 
 
-# The recipes as the scripts composed them before they moved to conf/experiment/ (entry names as the scripts'
-# plans below make them): each step the scripts run now must compose the same config.
-IMDB, TREC = ["data=imdb", "data.root=/d/imdb"], ["data=trec", "data.root=/d/trec"]
-TREC_FT = ["train.epochs=10", "train.lr=4e-3", "train.bs=32", "stage.lm_parts=[train]"]
-TREC_CLAS = ["train.epochs=4", "train.lr=1e-2", "train.bs=32"]
-BEFORE = {
-    "imdb_cpu pretrain": ["stage=pretrain", "run_name=p", "experiment=wikitext2_cpu", "data.root=/d/wt2",
-                          "train.epochs=2", "seed=42", "train.precision=auto"],
-    "imdb_cpu lm_finetune": ["stage=lm_finetune", "run_name=t-ft", *IMDB, "stage.parent=p", "train.epochs=1",
-                             "train.lr=1e-2", "train.bs=64", "stage.lm_parts=[train,unsup]", "data.max_vocab=30000",
-                             "stage.lm_tokens=12000000", "data.valid_frac=0.02", "seed=42", "train.precision=auto"],
-    "imdb_cpu classify": ["stage=classify", "run_name=t-clas", *IMDB, "stage.parent=t-ft", "train.epochs=3",
-                          "train.lr=1e-2", "train.bs=64", "train.unfreeze_phases=3",
-                          "data.n_valid=500", "seed=42", "train.precision=auto"],
-    "imdb_cpu tfidf": ["stage=tfidf", "run_name=t-tfidf", *IMDB, "seed=42"],
-    "trec_cpu pretrain": ["experiment=wikitext2_cpu", "data.root=/d/wt2", "run_name=p", "seed=42",
-                          "train.precision=fp32"],
-    "trec_cpu lm_finetune": ["stage=lm_finetune", *TREC, "stage.parent=p", "run_name=t-ft", *TREC_FT, "seed=42",
-                             "train.precision=fp32"],
-    "trec_cpu classify": ["stage=classify", *TREC, "stage.parent=t-ft", "run_name=t-clas", *TREC_CLAS, "seed=42",
-                          "train.precision=fp32"],
-    "ablations no_stlr lm_finetune": ["stage=lm_finetune", *TREC, "train.precision=fp32", "stage.parent=p",
-                                      "run_name=ablation-no_stlr-s7-ft", *TREC_FT, "train.schedule=constant",
-                                      "seed=7"],
-    "ablations no_gradual_unfreezing classify": ["stage=classify", *TREC, "train.precision=fp32",
-                                                 "stage.parent=ablation-full-s7-ft",
-                                                 "run_name=ablation-no_gradual_unfreezing-s7-clas", *TREC_CLAS,
-                                                 "train.gradual_unfreezing=false", "train.epochs=8", "seed=7"],
-    "ablations no_lm_finetuning classify": ["stage=classify", *TREC, "train.precision=fp32", "stage.parent=p",
-                                            "run_name=ablation-no_lm_finetuning-s7-clas", *TREC_CLAS,
-                                            "stage.parent_stage=pretrain", "seed=7"],
-    "ablations no_pretraining lm_finetune": ["stage=lm_finetune", *TREC, "train.precision=fp32",
-                                             "run_name=ablation-no_pretraining-s7-ft", *TREC_FT, "stage.parent=none",
-                                             "seed=7"],
-    "sample_efficiency ulmfit_supervised lm_finetune": [
-        "stage=lm_finetune", *IMDB, "data.n_train=1000", "seed=1", "data_seed=1", "stage.parent=p", "stage.lm_parts=[train]",
-        "stage.lm_only_labelled=true", "train.lr=1e-2", "train.bs=64", "data.max_vocab=30000", "data.n_valid=500",
-        "train.epochs=10", "train.precision=auto", "run_name=se-n1000-s1-lm"],
-    "sample_efficiency ulmfit_supervised classify": [
-        "stage=classify", *IMDB, "data.n_train=1000", "seed=1", "data_seed=1", "stage.parent=se-n1000-s1-lm",
-        "train.lr=1e-2", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=5", "train.bs=32",
-        "train.precision=auto", "run_name=se-n1000-s1-ulmfit_supervised"],
-    "sample_efficiency scratch classify": [
-        "stage=classify", *IMDB, "data.n_train=null", "seed=1", "data_seed=1", "stage.parent_stage=none",
-        "train.lr=1e-2", "train.unfreeze_phases=3", "data.n_valid=500", "train.epochs=3", "train.bs=64",
-        "train.precision=auto", "run_name=se-nall-s1-scratch"],
-}
-# Key values each step must keep (a change to a default they rely on shows here).
-KEY_VALUES = {
-    "imdb_cpu pretrain": {"model.emb_sz": 200, "data.format": "wikitext", "train.epochs": 2, "train.lr": 1e-2,
-                          "train.drop_mult": 0.3, "train.precision": "auto"},
-    "imdb_cpu lm_finetune": {"data.format": "imdb", "train.epochs": 1, "train.lr": 1e-2, "train.bs": 64,
-                             "stage.lm_parts": ["train", "unsup"], "data.max_vocab": 30000,
-                             "stage.lm_tokens": 12_000_000, "data.valid_frac": 0.02, "train.precision": "auto"},
-    "imdb_cpu classify": {"train.epochs": 3, "train.lr": 1e-2, "train.bs": 64, "train.phase_lr_mult": 1.0,
-                          "train.unfreeze_phases": 3, "data.n_valid": 500, "train.precision": "auto"},
-    "trec_cpu pretrain": {"data.format": "wikitext", "train.epochs": 3, "train.precision": "fp32"},
-    "trec_cpu lm_finetune": {"data.format": "trec", "train.epochs": 10, "train.lr": 4e-3, "train.bs": 32,
-                             "stage.lm_parts": ["train"], "train.precision": "fp32"},
-    "trec_cpu classify": {"train.epochs": 4, "train.lr": 1e-2, "train.bs": 32, "train.precision": "fp32"},
-    "ablations no_gradual_unfreezing classify": {"train.gradual_unfreezing": False, "train.epochs": 8},
-    "sample_efficiency ulmfit_supervised lm_finetune": {
-        "stage.lm_parts": ["train"], "stage.lm_only_labelled": True, "stage.lm_tokens": None, "data.valid_frac": 0.1,
-        "data.n_valid": 500, "data.max_vocab": 30000, "train.lr": 1e-2, "train.epochs": 10},
-}
-
-
-def planned(step: str) -> tuple[str, str, list[str]]:
-    """The script's (stage, entry name, overrides) for a step of BEFORE."""
-    script, *what, stage = step.split()
-    wt2, imdb, trec = Path("/d/wt2"), Path("/d/imdb"), Path("/d/trec")
-    steps = {"imdb_cpu": lambda: imdb_cpu.plan("t", "p", imdb, wt2, 42),
-             "trec_cpu": lambda: trec_cpu.plan("t", "p", trec, wt2, 42),
-             "ablations": lambda: ablations.plan(what[0], 7, "p", trec),
-             "sample_efficiency": lambda: sample_efficiency.plan(what[0], 1000 if what[0] != "scratch" else 0, 1,
-                                                                 imdb, "p", "semi")}[script]()
-    return next(s for s in steps if s[0] == stage)
-
-
-@pytest.mark.parametrize("step", list(BEFORE))
-def test_recipe_configs_compose_what_the_scripts_ran(step):
-    stage, name, overrides = planned(step)
-    after = compose(f"stage={stage}", f"run_name={name}", *overrides)  # what run_step runs
-    assert OmegaConf.to_container(after) == OmegaConf.to_container(compose(*BEFORE[step]))
-    for key, value in KEY_VALUES.get(step, {}).items():
-        assert OmegaConf.select(after, key) == value, key
-
-
 def test_imdb_transfer_runs_every_method_on_the_same_draw_of_labels():
     imdb = Path("/d/imdb")
-    runs = {m: compose(f"stage={st}", f"run_name={name}", *o)
-            for m in imdb_transfer.METHODS for st, name, o in [imdb_transfer.run_plan(m, 100, 2, imdb)]}
+    runs = {m: compose(*imdb_transfer.run_plan(m, 100, 2, imdb).args()) for m in imdb_transfer.METHODS}
     for key in ("data.root", "data.n_train", "data.valid_frac", "data_seed", "data.n_test"):
         assert len({str(OmegaConf.select(c, key)) for c in runs.values()}) == 1, key
     assert OmegaConf.select(runs["ulmfit"], "stage.parent") == imdb_transfer.LM
     assert OmegaConf.select(runs["ulmfit"], "train.epochs") == 10 and runs["ulmfit"].data.n_train == 100
-    stage, name, overrides = imdb_transfer.lm_step(imdb)
-    lm = compose(f"stage={stage}", f"run_name={name}", *overrides)
+    lm = compose(*imdb_transfer.lm_step(imdb).args())
     assert (lm.stage.parent, lm.stage.lm_tokens, lm.data.max_vocab, lm.train.lr) == ("general-lm", None, 30000, 1e-2)
     assert list(lm.stage.lm_parts) == ["train", "unsup"]
 
@@ -200,7 +129,7 @@ def test_pretraining_ablation_changes_only_the_parent(task):
     configs = {}
     for source in pretraining_ablation.SOURCES:
         steps = pretraining_ablation.plan(task, source, data)
-        configs[source] = [OmegaConf.to_container(compose(f"stage={st}", f"run_name={n}", *o)) for st, n, o in steps]
+        configs[source] = [OmegaConf.to_container(compose(*step.args())) for step in steps]
     for lm, clas in configs.values():
         for cfg in (lm, clas):
             cfg.pop("run_name")
@@ -208,8 +137,8 @@ def test_pretraining_ablation_changes_only_the_parent(task):
         clas["stage"].pop("parent")
     assert configs["none"] == configs["wikitext2"] == configs["general"]
     if task == "trec":
-        assert [n for _, n, _ in pretraining_ablation.plan(task, "general", data)] == \
-            [n for _, n, _ in trec_cpu.plan("trec-glm", "general-lm", data, Path("/w"), 42)[1:]]
+        assert pretraining_ablation.plan(task, "general", data) == \
+            trec_cpu.plan("trec-glm", "general-lm", data, Path("/w"), 42)[1:]
     else:
         assert pretraining_ablation.plan(task, "general", data)[1] == imdb_transfer.run_plan("ulmfit", 1000, 1, data)
 
@@ -226,8 +155,8 @@ def test_recipe_flattens_an_experiment_and_those_it_extends():
 def test_semi_all_accepts_imdb_cpus_classifier_only_with_the_same_recipe(monkeypatch, tmp_path):
     """--semi-all reports experiments.imdb_cpu's classifier as the all-label semi-supervised run: its config
     (as the old override lists made it, run in bf16) must match the recipe, and its parent the semi-supervised LM."""
-    ran = ["stage=classify", *IMDB, "stage.parent=semi", "train.epochs=3", "train.lr=1e-2", "train.bs=64",
-           "train.unfreeze_phases=3", "data.n_valid=500", "seed=42", "train.precision=bf16"]
+    ran = ["stage=classify", "data=imdb", "data.root=/d/imdb", "stage.parent=semi", "train.epochs=3", "train.lr=1e-2",
+           "train.bs=64", "train.unfreeze_phases=3", "data.n_valid=500", "seed=42", "train.precision=bf16"]
     entry = {"cfg": compose(*ran), "parent": "semi"}
     monkeypatch.setattr(sample_efficiency, "has_entry", lambda home, stage, name: True)
     monkeypatch.setattr(sample_efficiency, "entry_config", lambda home, stage, name: entry["cfg"])
@@ -272,9 +201,8 @@ def test_imdb_gpu_composes_paper_size_steps_from_portable_tokens():
     """experiment=imdb_gpu: every step composes and validates; paper-size model on CUDA; each step reads its
     portable token file; the classifier starts from the fine-tuned LM and the baselines share its split."""
     from ulmfit.schema import validate
-    from ulmfit.stages.pipeline import step_overrides
     cfg = compose("experiment=imdb_gpu", "paths.tokens=/t", "run_name=g")
-    steps = {stage: compose(*overrides) for stage, overrides in step_overrides(cfg, [])}
+    steps = {step.stage: compose(*step.args()) for step in steps_from_config(cfg, {})}
     assert list(steps) == ["pretrain", "lm_finetune", "classify", "tfidf", "nbsvm"]
     for stage, step in steps.items():
         validate(step)
@@ -292,13 +220,22 @@ def test_imdb_gpu_composes_paper_size_steps_from_portable_tokens():
 def test_paper_size_pipelines_train_the_paper_size_model_in_every_step(experiment):
     """A pipeline's steps compose their own configs: a model chosen in the experiment's defaults would not reach
     them (it did not, before: imdb_paper's steps trained the CPU-size model)."""
-    from ulmfit.stages.pipeline import step_overrides
     cfg = compose(f"experiment={experiment}", "paths.data=/d", "paths.tokens=/t", "run_name=p")
-    for stage, overrides in step_overrides(cfg, []):
-        if stage in ("tfidf", "nbsvm", "import_wt103"):
+    for step in steps_from_config(cfg, {}):
+        if step.stage in ("tfidf", "nbsvm", "import_wt103"):
             continue
-        model = compose(*overrides).model
-        assert (model.emb_sz, model.n_hid, model.n_layers) == (400, 1152, 3), stage
+        model = compose(*step.args()).model
+        assert (model.emb_sz, model.n_hid, model.n_layers) == (400, 1152, 3), step.stage
+
+
+def test_quickstart_results_header_reads_the_recipe_from_its_entries_configs():
+    """experiments.quickstart describes the run by its entries' configs and metrics, not by numbers of its own."""
+    from experiments import quickstart
+    steps = {s.stage: s for s in steps_from_config(compose("experiment=quickstart", "run_name=q"), {})}
+    lm, clas = compose(*steps["lm_finetune"].args(), "train.epochs=7"), compose(*steps["classify"].args())
+    text = quickstart.description("quickstart", lm, clas, {"n_train": 4907, "n_valid": 545, "n_test": 500})
+    assert "on the 5,452 embedded TREC-6 training questions (at most 7 epochs, bs 32)" in text
+    assert f"(at most {clas.train.epochs} final epochs, bs {clas.train.bs})" in text and "(500 questions)" in text
 
 
 def test_imdb_gpu_runs_end_to_end_from_portable_files_on_cpu(results, tmp_path, monkeypatch):
@@ -323,18 +260,16 @@ def test_imdb_gpu_runs_end_to_end_from_portable_files_on_cpu(results, tmp_path, 
 
 def test_pretraining_ablation_runs_each_source_and_writes_a_row(tmp_path, monkeypatch):
     """main() end to end with the runs recorded instead of executed: WikiText-2 is pretrained before its source's
-    steps, every step reaches run_step as (stage, name, *overrides) strings, and each source writes one row."""
+    steps, and each source writes one row."""
     calls = []
-    monkeypatch.setattr(pretraining_ablation, "run_step",
-                        lambda home, stage, name, *overrides, log=None: calls.append((stage, name, *overrides)))
+    monkeypatch.setattr(pretraining_ablation, "run_recipe", lambda home, steps, log=None: calls.extend(steps))
     metrics = {"valid_perplexity_before": 300.0, "valid_perplexity": 30.0, "train_seconds": 5.0,
                "test_accuracy": 0.9, "test_error_rate": 0.1, "n_train": 100}
     monkeypatch.setattr(pretraining_ablation, "entry_metrics", lambda home, stage, name: metrics)
     monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
     monkeypatch.setattr("sys.argv", ["pretraining_ablation", "--home", str(tmp_path / "home"), "--tasks", "trec"])
     pretraining_ablation.main()
-    assert all(isinstance(part, str) for call in calls for part in call)
-    assert [c[:2] for c in calls] == [
+    assert [(step.stage, step.name) for step in calls] == [
         ("lm_finetune", "pt-none-trec-ft"), ("classify", "pt-none-trec-clas"),
         ("pretrain", "wt2-cpu-pretrain"), ("lm_finetune", "pt-wikitext2-trec-ft"),
         ("classify", "pt-wikitext2-trec-clas"), ("lm_finetune", "trec-glm-ft"), ("classify", "trec-glm-clas")]
@@ -353,8 +288,7 @@ def test_trec_ensemble_trains_each_seed_on_one_lm_and_scores_them_together(tmp_p
     (trec / "train_5500.label").write_text("HUM:ind Who was Galileo ?\nLOC:city Where is Aspen ?\n")
     (trec / "TREC_10.label").write_text("NUM:dist How far is Denver ?\nHUM:desc Who was Newton ?\n")
     calls, cli = [], []
-    monkeypatch.setattr(trec_ensemble, "run_step",
-                        lambda home, stage, name, *overrides, log=None: calls.append((stage, name, *overrides)))
+    monkeypatch.setattr(trec_ensemble, "run_recipe", lambda home, steps, log=None: calls.extend(steps))
 
     def evaluate(*args, home, log=None):
         cli.append(args)
@@ -371,14 +305,12 @@ def test_trec_ensemble_trains_each_seed_on_one_lm_and_scores_them_together(tmp_p
     trec_ensemble.main()
 
     lm, *members = calls
-    (_, _, _), (lm_stage, lm_name, lm_over), (clas_stage, clas_name, clas_over) = trec_cpu.plan(
-        "trec-glm", "general-lm", trec, Path("."), 42)
-    assert lm == (lm_stage, lm_name, *lm_over) and lm_name == "trec-glm-ft"
-    assert [m[1] for m in members] == list(errors)
-    assert set(members[0]) == {clas_stage, clas_name, *clas_over}
-    for (_, _, *first), (_, _, *other) in zip(members, members[1:]):
-        assert {o for o in first if not o.startswith("seed=")} == {o for o in other if not o.startswith("seed=")}
-    assert [[o for o in m if o.startswith("seed=")] for m in members] == [["seed=42"], ["seed=43"], ["seed=44"]]
+    _, trec_lm, trec_clas = trec_cpu.plan("trec-glm", "general-lm", trec, Path("."), 42)
+    assert lm == trec_lm and lm.name == "trec-glm-ft"
+    assert [m.name for m in members] == list(errors) and members[0] == trec_clas
+    for first, other in zip(members, members[1:]):
+        assert {**first.overrides, "seed": 0} == {**other.overrides, "seed": 0}
+    assert [m.overrides["seed"] for m in members] == [42, 43, 44]
     args = dict(a.split("=", 1) for a in cli[0])
     assert args["stage"] == "evaluate" and args["stage.models"] == f"[{','.join(errors)}]"
     test = read(Path(args["stage.input"]))

@@ -15,8 +15,8 @@ REWRITE = "if the change is intended, rewrite the fixture: python -m tests.recip
 
 
 @pytest.fixture(scope="module")
-def steps(tmp_path_factory):
-    return {**pipeline_steps(), **script_steps(tmp_path_factory.mktemp("recipes"))}
+def steps():
+    return {**pipeline_steps(), **script_steps()}
 
 
 def test_every_recipe_step_is_recorded(steps):

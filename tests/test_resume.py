@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import TINY, imdb_csv, run_cli
+from tests.conftest import TINY, imdb_csv, run_cli, step_mapping
 
 TIMING = {"train_seconds", "tokens_per_second", "tokenize_seconds", "tokenize_cache_hit"}
 
@@ -138,15 +138,17 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(mini_wikitext, tmp_
 
 
 def test_interrupted_pipeline_resumes_where_it_was_cut(mini_wikitext, mini_imdb, tmp_path):
-    """A pipeline killed during lm_finetune: resume=true reuses the finished pretrain entry, resumes
-    lm_finetune from its checkpoint and runs classify."""
-    csv = ",".join(f"'{o}'" for o in imdb_csv(mini_imdb))
+    """A pipeline killed during lm_finetune, run again with the same run_name: the runner (ulmfit.recipes) reuses
+    the finished pretrain entry, resumes lm_finetune from its checkpoint and runs classify."""
+    csv = imdb_csv(mini_imdb)
     tiny = [o for o in TINY if not o.startswith(("train.epochs=", "train.bs="))]  # the command line would win
-    args = ["stage=pipeline", "run_name=p", *tiny, f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}']",
-            f"stage.steps.lm_finetune=[{csv},'train.epochs=4','train.bs=8']", f"stage.steps.classify=[{csv},'train.bs=16']"]
+    args = ["stage=pipeline", "run_name=p", *tiny,
+            f"++stage.steps.pretrain={step_mapping('data=wikitext2', f'data.root={mini_wikitext}')}",
+            f"++stage.steps.lm_finetune={step_mapping(*csv, 'train.epochs=4', 'train.bs=8')}",
+            f"++stage.steps.classify={step_mapping(*csv, 'train.bs=16')}"]
     _kill_after_checkpoint(args, tmp_path, "lm_finetune", "p-lm_finetune", 1, wait=0.1)
     pretrain_created = json.loads((_entry(tmp_path, "pretrain", "p-pretrain") / "lineage.json").read_text())["created"]
-    out = run_cli(*args, "resume=true", cwd=tmp_path)
+    out = run_cli(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     log = out.stdout + out.stderr
     assert "pretrain/p-pretrain exists, reused" in log and "Resuming lm_finetune/p-lm_finetune" in log

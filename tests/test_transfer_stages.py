@@ -18,7 +18,7 @@ from ulmfit.stages import get_stage
 from ulmfit.store import Store, lineage_chain
 from ulmfit.training import clas_learner, fit_phases
 from ulmfit.weights import transferred_lm_weights
-from tests.conftest import TINY, imdb_csv, run_cli
+from tests.conftest import TINY, imdb_csv, run_cli, step_mapping
 
 
 def _run(stage: str, root, *overrides: str):
@@ -252,11 +252,11 @@ def test_classify_without_pretraining(tmp_path, mini_imdb):
 
 def test_cli_quickstart_pipeline_on_tiny_data(tmp_path, mini_wikitext, mini_imdb):
     """The README's main job through the CLI, with each step pointed at tiny data and the tiny model."""
-    csv = ",".join(f"'{o}'" for o in imdb_csv(mini_imdb))
+    csv = step_mapping(*imdb_csv(mini_imdb))
     out = run_cli("experiment=quickstart", "run_name=qs", *TINY,
-                  f"stage.steps.pretrain=['data=wikitext2','data.root={mini_wikitext}']",
-                  f"stage.steps.lm_finetune=[{csv}]", f"stage.steps.classify=[{csv},'train.bs=16']",
-                  f"stage.steps.tfidf=[{csv}]", cwd=tmp_path)
+                  f"stage.steps.pretrain={step_mapping('data=wikitext2', f'data.root={mini_wikitext}')}",
+                  f"++stage.steps.lm_finetune={csv}", f"++stage.steps.classify={csv}", f"++stage.steps.tfidf={csv}",
+                  cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "pipeline results" in out.stdout and "test_accuracy" in out.stdout and "tfidf/qs-tfidf" in out.stdout
     store = Store(tmp_path / "store")

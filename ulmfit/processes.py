@@ -50,12 +50,7 @@ def run_ulmfit(*args: str, home: Path, log: Path | None = None, allocator: bool 
 
     ``allocator``: preload jemalloc/tcmalloc where installed, because under glibc malloc a long CPU run's memory
     grows without bound (``ulmfit.allocator``); the benchmarks pass False to measure the process as it comes.
-    A run that was interrupted (a checkpoint of ``stage``/``run_name`` exists) continues with ``resume=true``."""
-    from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
-    opts = dict(a.split("=", 1) for a in args if "=" in a)
-    if opts.get("stage") and opts.get("run_name") and \
-            latest_checkpoint(checkpoint_dir(home / "store", opts["stage"], opts["run_name"])):
-        args = (*args, "resume=true")
+    Steps that write store entries go through ``ulmfit.recipes.run_steps``, which continues interrupted ones."""
     env = {**(env or {}), "ULMFIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     if allocator:
         from ulmfit.allocator import preload_env

@@ -1,96 +1,76 @@
-"""Several stages in a row (pretrain -> lm_finetune -> classify), each composed exactly as
-``python -m ulmfit stage=<name> <overrides>`` would compose it, linked through the store by run name.
+"""An experiment's steps in a row (pretrain -> lm_finetune -> classify, baselines beside), in this process: the
+recipe runner of ``ulmfit.recipes`` behind ``python -m ulmfit experiment=quickstart``, then a table of results.
 
-Each step starts from ``stage.every_step`` (an experiment's choices for all steps, kept when a user replaces one
-step's list), then its own overrides in ``stage.steps``; the command line's own overrides (e.g.
-``paths.root=...``, ``train.epochs=1``) are applied to every step after them. Entries are named ``<run_name>-<stage>`` and every step names
-its parent explicitly, so the lineage links exactly the entries this pipeline wrote.
+Each step is composed exactly as ``python -m ulmfit stage=<name> <overrides>`` would compose it, from
+``stage.every_step``, its own ``stage.steps.<name>`` and the command line's overrides (``paths.root=...``,
+``train.epochs=1``), which apply to every step after the recipe's. Every step's options are checked before the
+first one starts. Running it again with the same ``run_name`` continues: finished steps are reused and the one that
+was cut short resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Mapping
 
-from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ulmfit.config import compose
 from ulmfit.errors import UsageError
+from ulmfit.recipes import Step, run_steps, steps_from_config
 from ulmfit.schema import validate
-from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
-from ulmfit.store import Entry, Store, new_run_name
+from ulmfit.store import Entry, Store
 
 log = logging.getLogger(__name__)
 STAGE = "pipeline"
-PARENT_OF = {"lm_finetune": "pretrain", "classify": "lm_finetune"}
-PROVIDES = {"import_wt103": "pretrain"}  # steps whose entry plays another stage's role (it is a pretrain entry)
-ORDER = ("import_wt103", "pretrain", "lm_finetune", "classify")  # steps run in this order, then any others
 
 
-def _inherited_overrides() -> list[str]:
-    """The user's command-line overrides, minus those that select the pipeline itself."""
+def _selects_recipe(key: str) -> bool:
+    """An override of the recipe itself, not of its steps' options (resume: the runner decides it per step)."""
+    bare = key.lstrip("+~")
+    return bare in ("stage", "experiment", "run_name", "resume") or bare.startswith(("stage.steps", "stage.every_step"))
+
+
+def command_line() -> dict[str, str]:
+    """The user's command-line overrides, minus those that select the recipe, as a mapping."""
     if not HydraConfig.initialized():
-        return []
-    skip = ("stage=", "stage.steps", "stage.every_step", "experiment=", "run_name=", "+experiment=", "resume=")  # resume: per step
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
-
-
-def step_overrides(cfg: DictConfig, inherited: list[str]) -> list[tuple[str, list[str]]]:
-    """(stage, overrides) for every step, parents wired by name."""
-    prefix = cfg.run_name or new_run_name()
-    steps, names = [], {}
-    chosen = [(s, e) for s, e in cfg.stage.steps.items() if e is not None]  # a step set to null is dropped
-    chosen.sort(key=lambda se: ORDER.index(se[0]) if se[0] in ORDER else len(ORDER))
-    for stage, extra in chosen:
-        names[stage] = names[PROVIDES.get(stage, stage)] = f"{prefix}-{stage}"
-        # the command line comes after the step's own overrides, so what the user types wins
-        overrides = [f"stage={stage}", *cfg.stage.every_step, *(extra or []), *inherited, f"run_name={names[stage]}"]
-        parent = PARENT_OF.get(stage)
-        if parent in names:
-            overrides.append(f"stage.parent={names[parent]}")
-        if stage == "classify" and parent not in names and "pretrain" in names:
-            overrides += ["stage.parent_stage=pretrain", f"stage.parent={names['pretrain']}"]
-        steps.append((stage, overrides))
-    return steps
+        return {}
+    overrides = {}
+    for o in HydraConfig.get().overrides.task:
+        key, sep, value = o.partition("=")
+        if _selects_recipe(key):
+            continue
+        if not sep:
+            raise UsageError(f"{o}: stage=pipeline passes key=value overrides to its steps; set the value instead "
+                             f"(e.g. {key.lstrip('~')}=null).")
+        overrides[key] = value
+    return overrides
 
 
 def run(cfg: DictConfig, stages: Mapping[str, Any]) -> list[Entry]:
     """Run the steps; ``stages``: the registry of ``ulmfit.stages`` (passed in: it lists this stage too)."""
-    if unknown := [s for s, e in cfg.stage.steps.items() if e is not None and (s not in stages or s == STAGE)]:
+    if unknown := [s for s, o in cfg.stage.steps.items() if o is not None and (s not in stages or s == STAGE)]:
         raise UsageError(f"stage.steps has {unknown[0]!r}; steps must be among "
                          f"{', '.join(s for s in stages if s != STAGE)}.")
-    entries, rows, t0 = [], [], time.perf_counter()
-    steps = [(stage, overrides, compose(config_name="config", overrides=overrides))
-             for stage, overrides in step_overrides(cfg, _inherited_overrides())]
-    for _, _, step_cfg in steps:  # every step's options, before the first one starts
+    t0 = time.perf_counter()
+    steps = steps_from_config(cfg, command_line())
+    configs = {step.name: compose(*step.args()) for step in steps}
+    for step_cfg in configs.values():  # every step's options, before the first one starts
         validate(step_cfg)
-    for stage, overrides, step_cfg in steps:
-        t = time.perf_counter()
-        if cfg.resume:  # continue an interrupted pipeline: reuse finished steps, resume the cut one
-            done, interrupted = _step_state(step_cfg, PROVIDES.get(stage, stage))
-            if done is not None:
-                log.info("pipeline step %s: %s exists, reused (resume=true)", stage, done.ref)
-                entries.append(done)
-                rows.append(_summary_row(done, 0.0, stages))
-                continue
-            if interrupted:
-                step_cfg = compose(config_name="config", overrides=[*overrides, "resume=true"])
-        log.info("pipeline step %s: %s", stage, " ".join(overrides))
-        entry = stages[stage].run(step_cfg)
-        entries.append(entry)
-        rows.append(_summary_row(entry, time.perf_counter() - t, stages))
-    _print_summary(rows, time.perf_counter() - t0)
-    return entries
+    entries: dict[str, Entry] = {}
 
+    def execute(step: Step, args: list[str]) -> None:
+        log.info("pipeline step %s: %s", step.stage, " ".join(args))
+        entries[step.name] = stages[step.stage].run(configs[step.name] if args == step.args() else compose(*args))
 
-def _step_state(step_cfg: DictConfig, entry_stage: str) -> tuple[Entry | None, bool]:
-    """(the step's finished entry or None, whether it has an interrupted run's checkpoint)."""
-    store, name = Store(step_cfg.paths.store), step_cfg.run_name
-    if store.has(entry_stage, name):
-        return store.get(entry_stage, name), False
-    return None, latest_checkpoint(checkpoint_dir(store.root, entry_stage, name)) is not None
+    seconds = run_steps(steps, Path(cfg.paths.store), execute)
+    store = Store(cfg.paths.store)
+    done = [entries.get(step.name) or store.get(step.entry_stage, step.name) for step in steps]  # reused: the store's
+    _print_summary([_summary_row(e, s or 0.0, stages) for e, s in zip(done, seconds)], time.perf_counter() - t0)
+    return done
 
 
 def _summary_row(entry: Entry, seconds: float, stages: Mapping[str, Any]) -> dict[str, Any]:
