@@ -61,6 +61,14 @@ CASES = {
                    "without a label", 2),
     "single class": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "s.csv", "text,label\na b,pos\nc d,pos\n"))],
                      "at least two classes", 2),
+    "regression target not a number": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "r.csv", "text,label\na b,4\n"
+                                                                                     "c d,four\n"), "data.task=regression")],
+                                       "the target of data row 2 is 'four', not a number", 2),
+    "multilabel row without labels": (lambda h, m: ["stage=classify", *_csv(h, _write(h / "m.csv", "text,label\na b,x;y\n"
+                                                                                      "c d,;\n"), "data.task=multilabel",
+                                                                  "stage.parent_stage=none")],
+                                      "data row 2 has no labels", 2),
+    "NB-SVM on a regression": (lambda h, m: ["stage=nbsvm", *imdb_csv(m), "data.task=regression"], "use stage=tfidf", 2),
     "non-UTF-8 bytes": (lambda h, m: ["stage=tfidf", *_csv(h, _write(h / "u.csv", b"text,label\ncaf\xe9 ok,pos\n"))],
                         "data.encoding", 2),
     "labels unseen at evaluate": (lambda h, m: ["stage=evaluate", "stage.models=[clas]", "stage.input=" + str(

@@ -80,10 +80,10 @@ def test_C_is_chosen_when_the_training_texts_lack_a_class():
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    from ulmfit.stages.baselines import fit_choosing_C
+    from ulmfit.stages.baselines import fit_choosing
 
     train = ["good fine"] * 4 + ["awful bad"] * 4
     pipe = Pipeline([("vec", CountVectorizer()), ("clf", LogisticRegression())])
-    _, C, losses = fit_choosing_C(pipe, [0.1, 10.0], train, np.array([0] * 4 + [2] * 4),
-                                  ["fine good", "bad"], np.array([0, 2]))
+    _, C, losses = fit_choosing(pipe, [0.1, 10.0], train, np.array([0] * 4 + [2] * 4),
+                                ["fine good", "bad"], np.array([0, 2]))
     assert C == 10.0 and losses[10.0] < losses[0.1]

@@ -140,7 +140,7 @@ def test_a_label_budget_pays_for_its_validation():
 
 
 def test_baselines_choose_C_on_validation():
-    from ulmfit.stages.baselines import fit_choosing_C, make_baseline
+    from ulmfit.stages.baselines import fit_choosing, make_baseline
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(200)]
     texts, y = [], []
@@ -151,7 +151,7 @@ def test_baselines_choose_C_on_validation():
     y = np.array(y)
     pipe = make_baseline("tfidf", {"ngram_range": [1, 1], "min_df": 1, "max_features": None, "sublinear_tf": True,
                                    "C": 1.0, "max_iter": 1000}, seed=0)
-    fitted, C, scores = fit_choosing_C(pipe, [1e-4, 10.0], texts[:300], y[:300], texts[300:], y[300:])
+    fitted, C, scores = fit_choosing(pipe, [1e-4, 10.0], texts[:300], y[:300], texts[300:], y[300:])
     assert scores[10.0] < scores[1e-4] and C == 10.0  # validation log-loss
     assert fitted[-1].C == 10.0
 

@@ -11,7 +11,7 @@ WIDTH = 115
 # Groups in the order a user meets them; hydra/* are Hydra's own groups that we add options to.
 GROUPS = ("stage", "experiment", "data", "model", "train", "logger", "paths", "hydra/launcher", "hydra/sweeper")
 # Keys listed after their group, each with the comment its line carries in conf/<group>/<file>: (file, keys, heading)
-KEYS = {"data": ("csv.yaml", ("text_cols", "tokenizer", "sp_vocab_size"),
+KEYS = {"data": ("csv.yaml", ("text_cols", "task", "label_delim", "tokenizer", "sp_vocab_size"),
                  "data options (data=csv; the tokenizer's in every data=...)")}
 EXAMPLES = """\
   python -m ulmfit experiment=quickstart                               # the whole pipeline on the embedded sample

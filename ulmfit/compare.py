@@ -16,8 +16,8 @@ from ulmfit.store import Entry
 # Keys that differ between runs without changing what they compute: those a resume may change, and the names.
 IGNORED = (*IGNORED_ON_RESUME, "run_name", "hydra", "objective")
 KEY_METRICS = ("valid_loss", "valid_perplexity", "test_perplexity", "valid_accuracy", "test_accuracy",
-               "test_error_rate", "train_seconds")
-LOWER_IS_BETTER = ("loss", "perplexity", "error", "seconds")
+               "test_error_rate", "test_micro_f1", "test_exact_match", "test_rmse", "test_spearman", "train_seconds")
+LOWER_IS_BETTER = ("loss", "perplexity", "error", "seconds", "rmse", "mae")
 
 
 def lower_is_better(metric: str) -> bool:

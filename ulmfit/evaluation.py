@@ -1,11 +1,13 @@
-"""Classification metrics (sklearn) and prediction with classifier entries."""
+"""Metrics of each task (sklearn, scipy) and prediction with classifier entries."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from scipy.stats import spearmanr
+from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, mean_absolute_error, mean_squared_error,
+                             precision_recall_curve, precision_recall_fscore_support)
 
 from ulmfit.data.loaders import clas_loader
 from ulmfit.data.tokens import Docs
@@ -24,6 +26,37 @@ def classification_metrics(probs: np.ndarray, targets: Sequence[int], classes: S
                                  "matrix": confusion_matrix(targets, preds, labels=labels).tolist()}}
 
 
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, classes: Sequence[str],
+                       threshold: float) -> dict[str, Any]:
+    """Labels at or above ``threshold``: micro-F1 (every text-label decision counted once), macro-F1 (the mean
+    over the labels that occur in ``targets``: a label absent from them has no F1), exact match (the share of
+    texts whose predicted label set is exactly right), per-label precision/recall/F1/support."""
+    preds = (probs >= threshold).astype(int)
+    p, r, f, s = precision_recall_fscore_support(targets, preds, zero_division=0)
+    present = np.flatnonzero(s)
+    return {"micro_f1": float(f1_score(targets, preds, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(targets, preds, labels=present, average="macro", zero_division=0)),
+            "exact_match": float(accuracy_score(targets, preds)),
+            "per_label": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                          for i, c in enumerate(classes)}}
+
+
+def choose_threshold(probs: np.ndarray, targets: np.ndarray) -> float:
+    """The one decision threshold for every label with the best micro-F1 on these (validation) texts: micro-F1
+    is the F1 of all text-label pairs taken as one binary problem, so sklearn's precision-recall curve over them
+    gives it at every threshold that changes a decision."""
+    precision, recall, thresholds = precision_recall_curve(targets.ravel(), probs.ravel())
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], np.finfo(float).tiny)
+    return float(thresholds[int(np.argmax(f1))])
+
+
+def regression_metrics(preds: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """RMSE, MAE and Spearman's rank correlation of the predicted numbers with the targets."""
+    return {"rmse": float(np.sqrt(mean_squared_error(targets, preds))),
+            "mae": float(mean_absolute_error(targets, preds)),
+            "spearman": float(spearmanr(preds, targets).statistic)}
+
+
 def ensemble_report(members: Mapping[str, np.ndarray], targets: Sequence[int],
                     classes: Sequence[str]) -> dict[str, dict[str, float]]:
     """Accuracy, error rate, macro-F1 and log-loss of each model's class probabilities (``members``: name ->
@@ -38,14 +71,14 @@ def ensemble_report(members: Mapping[str, np.ndarray], targets: Sequence[int],
 
 
 def probs_in_input_order(learn, dl) -> np.ndarray:
-    """Class probabilities over a ``SortedDL``, back in the documents' original order (``get_preds``
-    undoes the length sorting)."""
+    """Class probabilities (or what the loss's activation makes of the outputs: label probabilities, numbers)
+    over a ``SortedDL``, back in the documents' original order (``get_preds`` undoes the length sorting)."""
     with learn.no_bar():
         probs, _ = learn.get_preds(dl=dl)
     return probs.float().numpy()
 
 
 def predict_probs(learn, docs: Docs, bs: int, bptt: int, backwards: bool = False) -> np.ndarray:
-    """Class probabilities for ``docs`` in their original order."""
-    dl = clas_loader(docs, [0] * len(docs), bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
+    """Class probabilities (label probabilities, numbers) for ``docs`` in their original order."""
+    dl = clas_loader(docs, None, bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
     return probs_in_input_order(learn, dl)

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
-from fastai.losses import CrossEntropyLossFlat
 from fastai.text.learner import TextLearner
 
 from ulmfit.data.readers import Columns, open_text, read_table, text_columns
@@ -31,6 +30,7 @@ from ulmfit.directions import BACKWARD, BOTH, FORWARD, backward_of, is_backward,
 from ulmfit.errors import UsageError
 from ulmfit.evaluation import probs_in_input_order
 from ulmfit.store import Entry, Store
+from ulmfit.tasks import Task
 from ulmfit.hardware import resolve_device
 from ulmfit.weights import load_model
 
@@ -46,6 +46,8 @@ class Classifier:
     backwards: bool
     sp_model: Path | None = None           # the SentencePiece model it reads with; None: spaCy words
     text_cols: tuple[str | int, ...] = ("text",)  # the input columns it was trained on
+    task: Task = Task()                    # what it predicts (ulmfit.tasks)
+    threshold: float | None = None         # multilabel: the labels predicted reach it (chosen on validation)
 
     @classmethod
     def load(cls, entry: Entry, device: torch.device) -> "Classifier":
@@ -56,21 +58,23 @@ class Classifier:
         model = load_model(entry)
         text_cols = text_columns(entry.config().data.get("text_cols") or "text")  # csv data; the others: text
         return cls(entry, model.to(device).eval(), entry.vocab, list(info["classes"]), bool(info["backwards"]),
-                   model_of(entry), text_cols)
+                   model_of(entry), text_cols, Task.of_entry(info), info.get("threshold"))
 
     def predict_probs(self, tokens: TokenIds, bs: int = 64) -> np.ndarray:
-        """Class probabilities of tokenized texts, one row per text, in input order."""
+        """Class probabilities of tokenized texts, one row per text, in input order (label probabilities; a
+        regression's numbers, one per text: ``Task.scores``)."""
         # this model's vocab ids (unknown tokens -> xxunk), looked up once per distinct token
         return self.predict_docs(Docs(vocab_lookup(tokens.words, self.vocab)[tokens.ids], tokens.offsets), bs)
 
     def predict_docs(self, docs: Docs, bs: int = 64) -> np.ndarray:
         """Class probabilities of texts already numericalized with this model's vocab, in input order."""
         device = next(self.model.parameters()).device
-        dl = clas_loader(docs, [0] * len(docs), bs, self.entry.model_info["head"]["bptt"], shuffle=False,
+        dl = clas_loader(docs, None, bs, self.entry.model_info["head"]["bptt"], shuffle=False,
                          device=device, backwards=self.backwards)
-        # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state
-        learn = TextLearner(DataLoaders(dl, dl, device=device), self.model, loss_func=CrossEntropyLossFlat())
-        return probs_in_input_order(learn, dl)
+        # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state; the
+        # loss's activation gives the task's scores (softmax, sigmoid, the number)
+        learn = TextLearner(DataLoaders(dl, dl, device=device), self.model, loss_func=self.task.loss_func())
+        return self.task.scores(probs_in_input_order(learn, dl))
 
 
 def ensemble_entries(store: Store, names: Sequence[str] | None, direction: str = FORWARD) -> list[Entry]:
@@ -99,10 +103,16 @@ def load_ensemble(store: Store, names: Sequence[str] | None, device: torch.devic
     entries = ensemble_entries(store, names, direction)
     models = [Classifier.load(e, device) for e in entries]
     for m in models[1:]:
-        if m.classes != models[0].classes:
+        if m.classes != models[0].classes or m.task != models[0].task:
             raise UsageError(f"{m.entry.ref} predicts {m.classes} but {models[0].entry.ref} predicts "
                              f"{models[0].classes}; an ensemble needs classifiers of the same task.")
     return models
+
+
+def ensemble_threshold(models: Sequence[Classifier]) -> float | None:
+    """A multilabel ensemble's decision threshold: the mean of its members' (each chosen on its validation
+    texts); None for the other tasks."""
+    return float(np.mean([m.threshold for m in models])) if models[0].threshold is not None else None
 
 
 def member_probs(models: Sequence[Classifier], texts: Sequence[str], settings: TokenizerSettings,
@@ -167,7 +177,10 @@ def predict_inputs(cfg: Any, label_col: str | None = None
                          f"{models[0].entry.ref} on {list(text_cols)}; name the input's with stage.text_cols=[...].")
     inputs = read_inputs(cfg.stage.input, text_cols, label_col, encoding=cfg.stage.encoding,
                          keep=list(cfg.stage.get("keep_columns") or []))  # predict has it, evaluate does not
-    if label_col is not None and (unseen := sorted(set(inputs["label"]) - set(models[0].classes))):
+    task = models[0].task
+    if label_col is not None:
+        task.check_rows(inputs["label"].tolist(), str(cfg.stage.input))
+    if label_col is not None and (unseen := sorted(task.label_set(inputs["label"]) - set(models[0].classes))):
         raise UsageError(f"{cfg.stage.input} has labels {unseen[:5]} that {models[0].entry.ref} never saw "
                          f"(it knows {models[0].classes}). Fix stage.label_col or the labels.")
     t0 = time.perf_counter()

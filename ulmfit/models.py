@@ -16,6 +16,7 @@ from fastai.torch_core import to_detach
 
 from ulmfit.errors import UsageError
 from ulmfit.options import POOL_LAYERS
+from ulmfit.tasks import Task
 
 ARCHS = {"awd_lstm": AWD_LSTM}
 
@@ -78,19 +79,23 @@ def build_language_model(info: Mapping[str, Any], drop_mult: float | None = None
 
 
 def classifier_info(encoder_info: Mapping[str, Any], head_cfg: Mapping[str, Any], classes: list[str],
-                    drop_mult: float, bptt: int) -> dict[str, Any]:
-    """``model.json`` of a classifier: the encoder's architecture plus the concat-pooling head."""
-    return {**encoder_info, "kind": "classifier", "classes": list(classes), "drop_mult": drop_mult,
+                    drop_mult: float, bptt: int, task: Task = Task(),
+                    y_range: list[float] | None = None) -> dict[str, Any]:
+    """``model.json`` of a classifier: the encoder's architecture plus the concat-pooling head, and the task
+    (``ulmfit.tasks``: its outputs, and a regression's ``y_range``)."""
+    return {**encoder_info, "kind": "classifier", "classes": list(classes), "drop_mult": drop_mult, **task.record(),
             "head": {"lin_ftrs": list(head_cfg["lin_ftrs"]), "ps": list(head_cfg["ps"]),
                      "max_len": head_cfg["max_len"], "bptt": bptt,
-                     "pool_layers": head_cfg.get("pool_layers", "last")}}
+                     "pool_layers": head_cfg.get("pool_layers", "last"),
+                     **({"y_range": list(y_range)} if y_range is not None else {})}}
 
 
 def build_classifier(info: Mapping[str, Any]) -> nn.Module:
     """fastai's text classifier, as ``get_text_classifier`` builds it: ``SentenceEncoder`` (BPT3C: the document
     in ``bptt`` chunks, outputs of the last ``max_len`` tokens kept) + ``PoolingLinearClassifier`` ([last,
     max-pool, mean-pool] -> BatchNorm, dropout, linear -> hidden ``lin_ftrs`` -> classes); the pooling reads the
-    last layer (fastai's) or every layer (``pool_layers=all``, ``AllLayersAWD_LSTM``)."""
+    last layer (fastai's) or every layer (``pool_layers=all``, ``AllLayersAWD_LSTM``); one output per class or
+    label, or one number squashed into ``y_range`` (a regression)."""
     head = info["head"]
     pool_layers = head.get("pool_layers", "last")  # entries written before the option pooled the last layer
     config = {k: v * info["drop_mult"] if k.endswith("_p") else v for k, v in info["config"].items()}
@@ -98,8 +103,10 @@ def build_classifier(info: Mapping[str, Any]) -> nn.Module:
     config = {k: v for k, v in config.items() if k not in _DECODER_KEYS}
     arch = AllLayersAWD_LSTM if pool_layers == "all" else ARCHS[info["arch"]]
     encoder = SentenceEncoder(head["bptt"], arch(info["vocab_size"], **config), pad_idx=1, max_len=head["max_len"])
-    layers = [pooled_width(info["config"], pool_layers) * 3, *head["lin_ftrs"], len(info["classes"])]
-    return SequentialRNN(encoder, PoolingLinearClassifier(layers, [output_p, *head["ps"]], bptt=head["bptt"]))
+    layers = [pooled_width(info["config"], pool_layers) * 3, *head["lin_ftrs"],
+              Task.of_entry(info).n_outputs(info["classes"])]
+    return SequentialRNN(encoder, PoolingLinearClassifier(layers, [output_p, *head["ps"]], bptt=head["bptt"],
+                                                          y_range=head.get("y_range")))
 
 
 def encoder_of(model: nn.Module) -> nn.Module:

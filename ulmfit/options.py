@@ -16,6 +16,10 @@ RESOLVED_PRECISIONS = PRECISIONS[1:]                          # what ``auto`` be
 LM_LOSSES = (AUTO, "blockwise", "fastai")                     # train.lm_loss (ulmfit.losses, ulmfit.hardware)
 LM_MONITORS = ("valid_loss", "accuracy", "perplexity")        # train.monitor of an LM: its Recorder's metrics
 CLAS_MONITORS = ("valid_loss", "accuracy")                    # train.monitor of a classifier
+TASKS = ("classification", "multilabel", "regression")        # data.task (ulmfit.tasks)
+TASK_MONITORS = {"classification": CLAS_MONITORS,             # train.monitor of a classifier per task: the loss,
+                 "multilabel": ("valid_loss", "f1_score"),    # or the task's fastai metric (micro-F1 at 0.5;
+                 "regression": ("valid_loss", "spearmanr")}   # Spearman; a regression's loss is the MSE)
 CLASSIFY_PARENT_STAGES = ("lm_finetune", "pretrain", "none")  # stage.parent_stage of classify
 PROBE_PARENT_STAGES = ("lm_finetune", "pretrain")             # of probe: it needs an encoder
 POOL_LAYERS = ("last", "all")                                 # model.head.pool_layers (ulmfit.models)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ulmfit.errors import UsageError
 from ulmfit.options import (CLASSIFY_PARENT_STAGES, DIRECTIONS, LM_LOSSES, LOGGER_MODES, OPTIMIZERS, PARENT_VOCAB,
-                            POOL_LAYERS, PRECISIONS, SCHEDULES, TOKENIZERS)
+                            POOL_LAYERS, PRECISIONS, SCHEDULES, TASKS, TOKENIZERS)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,9 @@ RULES: dict[str, Rule] = {
     "data.n_valid": integer(1, "data.n_valid=500", nullable=True),
     "data.n_test": integer(1, "data.n_test=1000", nullable=True),
     "data.download": boolean("data.download=true"),
+    "data.task": choice(*TASKS),
+    "data.label_delim": Rule("a non-empty string", lambda v: isinstance(v, str) and v != "",
+                             "data.label_delim=';'"),
     "data.tokens": Rule("a path to a portable token file", lambda v: isinstance(v, str) and v.strip() != "",
                         "data.tokens=imdb.tokens", nullable=True),
     "data.text_cols": Rule("a column name or a list of them", columns, "data.text_cols=[title,body]"),

@@ -34,6 +34,7 @@ from ulmfit.options import AUTO, OPTIMIZERS, SCHEDULES
 from ulmfit.precision import apply_precision
 from ulmfit.progress import AllocatorAdvice, use_progress
 from ulmfit.schedules import SlantedTriangularLR, discriminative_lrs
+from ulmfit.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -294,10 +295,12 @@ def auto_epochs(train_cfg: Mapping[str, Any], n_tokens: int) -> int:
     return max(1, min(int(train_cfg["max_epochs"]), math.ceil(train_cfg["auto_tokens"] / max(1, n_tokens))))
 
 
-def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str) -> TextLearner:
-    """fastai's ``TextLearner`` as ``text_classifier_learner`` builds it (AWD-LSTM classifier splitter)."""
-    return text_learner(TextLearner, dls, model, train_cfg, precision, loss_func=CrossEntropyLossFlat(),
-                        splitter=awd_lstm_clas_split, metrics=[accuracy])
+def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str,
+                 task: Task = Task()) -> TextLearner:
+    """fastai's ``TextLearner`` as ``text_classifier_learner`` builds it (AWD-LSTM classifier splitter), with the
+    loss and metrics of ``task`` (cross-entropy and accuracy for classification)."""
+    return text_learner(TextLearner, dls, model, train_cfg, precision, loss_func=task.loss_func(),
+                        splitter=awd_lstm_clas_split, metrics=task.metrics())
 
 
 def unfreezing_plan(n_groups: int, train_cfg: Mapping[str, Any]) -> list[tuple[int, int]]:

@@ -15,6 +15,7 @@ from fastai.text.data import LMTensorText, SortedDL, TensorText, pad_chunk
 
 from ulmfit.data.streams import TokenStream, check_lm_size
 from ulmfit.data.tokens import Docs
+from ulmfit.tasks import Task
 
 PAD_ID = 1  # fastai's vocab puts xxpad at index 1
 
@@ -150,17 +151,20 @@ class WholeBatchSortedDL(SortedDL):
         return iter(np.concatenate([batches[longest], *rest]))
 
 
-def clas_loader(docs: Docs, targets: Sequence[int], bs: int, bptt: int, shuffle: bool, device: torch.device,
-                backwards: bool = False) -> SortedDL:
+def clas_loader(docs: Docs, targets: Sequence[int | torch.Tensor] | None, bs: int, bptt: int, shuffle: bool,
+                device: torch.device, backwards: bool = False) -> SortedDL:
     """fastai's ``SortedDL`` (similar lengths batched together) with chunked first padding, as
     ``TextDataLoaders`` builds for classification (BPT3C), but a batch longer than one chunk is padded to whole
     chunks (``pad_to_whole_chunks``). ``shuffle``: a training loader (``WholeBatchSortedDL``: full batches only,
-    unless the set is smaller than one batch).
+    unless the set is smaller than one batch). ``targets``: class indices, or one tensor per text
+    (``Task.item_targets``); None for prediction (no targets, so fastai computes no loss).
 
     Batches are made in the training process (``num_workers=0``; fastai's default forks one worker per core).
     Padding in-memory tensors costs microseconds, while a forked worker copies the process and, in a
     data-parallel run, can deadlock on a lock held by a gloo thread at fork time."""
-    items = [(TensorText(t), TensorCategory(y)) for t, y in zip(as_tensors(docs, backwards), targets)]
+    texts = [TensorText(t) for t in as_tensors(docs, backwards)]
+    items = [(t,) for t in texts] if targets is None else \
+        [(t, y if isinstance(y, torch.Tensor) else TensorCategory(y)) for t, y in zip(texts, targets)]
     cls, extra = (WholeBatchSortedDL, {"drop_last": len(items) >= bs}) if shuffle else (SortedDL, {})
     return cls(items, res=docs.lengths.tolist(), bs=bs, shuffle=shuffle, device=device, num_workers=0,
                pin_memory=device is not None and torch.device(device).type == "cuda",  # faster copies to a GPU
@@ -168,10 +172,13 @@ def clas_loader(docs: Docs, targets: Sequence[int], bs: int, bptt: int, shuffle:
 
 
 def clas_dataloaders(train: Docs, valid: Docs, classes: Sequence[str], vocab: Sequence[str], bs: int, bptt: int,
-                     device: torch.device, backwards: bool = False, eval_bs: int | None = None) -> DataLoaders:
-    index = {c: i for i, c in enumerate(classes)}
-    dls = DataLoaders(clas_loader(train, [index[c] for c in train.labels], bs, bptt, True, device, backwards),
-                      clas_loader(valid, [index[c] for c in valid.labels], eval_bs or bs, bptt, False, device, backwards),
+                     device: torch.device, backwards: bool = False, eval_bs: int | None = None,
+                     task: Task = Task()) -> DataLoaders:
+    """Training and validation loaders of labelled documents, their labels read as ``task`` reads them."""
+    def targets(docs: Docs, part: str) -> list[torch.Tensor]:
+        return task.item_targets(task.targets(docs.labels, classes, f"the {part} texts"))
+    dls = DataLoaders(clas_loader(train, targets(train, "training"), bs, bptt, True, device, backwards),
+                      clas_loader(valid, targets(valid, "validation"), eval_bs or bs, bptt, False, device, backwards),
                       device=device)
     dls.vocab = [list(vocab), list(classes)]
     return dls

@@ -32,6 +32,7 @@ import pandas as pd
 from fastai.text.core import UNK, _join_texts
 
 from ulmfit.errors import UsageError
+from ulmfit.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,7 @@ class CsvReader:
     header: bool = True
     encoding: str = "utf-8"
     unlabelled_parts: tuple[str, ...] = ("unsup",)
+    task: Task = Task()  # how labels are read: checked here, before tokenizing; not part of the cache's key
 
     def _paths(self) -> dict[str, Path]:
         paths = {part: Path(p).expanduser() for part, p in self.files_by_part.items() if p}
@@ -237,10 +239,13 @@ class CsvReader:
         return list(self._paths().values())
 
     def read(self) -> Parts:
-        return _check_nonempty({
-            part: read_table(path, self.text_cols, self.label_col, labelled=part not in self.unlabelled_parts,
-                             sep=self.sep, header=self.header, encoding=self.encoding)
-            for part, path in self._paths().items()}, "the csv data config")
+        parts = {part: read_table(path, self.text_cols, self.label_col, labelled=part not in self.unlabelled_parts,
+                                  sep=self.sep, header=self.header, encoding=self.encoding)
+                 for part, path in self._paths().items()}
+        for part, path in self._paths().items():
+            if part not in self.unlabelled_parts:
+                self.task.check_rows(parts[part]["label"].tolist(), str(path))
+        return _check_nonempty(parts, "the csv data config")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -307,7 +312,7 @@ def make_reader(data_cfg: Mapping[str, Any]) -> WikiTextReader | ImdbReader | Cs
         return CsvReader(dict(data_cfg["files"]), text_cols=text_columns(data_cfg["text_cols"]),
                          label_col=data_cfg["label_col"],
                          sep=data_cfg["sep"], header=data_cfg["header"], encoding=data_cfg["encoding"],
-                         unlabelled_parts=tuple(data_cfg["unlabelled_parts"]))
+                         unlabelled_parts=tuple(data_cfg["unlabelled_parts"]), task=Task.of_data(data_cfg))
     if fmt not in READERS:
         raise UsageError(f"Unknown data.format {fmt!r}; use one of: {', '.join(READERS)}.")
     root = resolve_root(data_cfg["root"], data_cfg["download"], data_cfg["url"])

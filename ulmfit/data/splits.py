@@ -10,6 +10,7 @@ import numpy as np
 from ulmfit.data.streams import TokenStream
 from ulmfit.data.tokens import Docs, TokenizedCorpus, build_vocab
 from ulmfit.errors import UsageError
+from ulmfit.tasks import Task
 
 
 def holdout_split(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,20 +91,15 @@ def subsample_test(docs: Docs, n_test: int | None) -> Docs:
     return docs.subset(np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(len(docs))[:n_test]))
 
 
-def scored_test(docs: Docs, data_cfg: Mapping[str, Any], classes: list[str]) -> Docs:
+def scored_test(docs: Docs, data_cfg: Mapping[str, Any], classes: list[str], task: Task = Task()) -> Docs:
     """The test documents a classifier is scored on (``subsample_test`` with ``data.n_test``); fails when a test
-    label never occurs in training, since no model could predict it."""
+    label cannot be read as ``task``'s target or never occurs in training, since no model could predict it."""
     docs = subsample_test(docs, data_cfg["n_test"])
-    unseen = sorted(set(docs.labels) - set(classes))
-    if unseen:
-        raise UsageError(f"Test labels {unseen[:5]} never occur in training ({classes}); fix the data.")
+    task.targets(docs.labels, classes, "test")
     return docs
 
 
-def labelled_classes(corpus: TokenizedCorpus) -> list[str]:
-    """The sorted class names of the ``train`` part; fails unless there are labels and at least two classes."""
-    classes = sorted(set(corpus.part("train").labels))
-    if "" in classes or len(classes) < 2:
-        raise UsageError(f"Classification needs labelled training texts with at least two classes; found "
-                         f"{classes[:10]}. Check data.label_col.")
-    return classes
+def labelled_classes(corpus: TokenizedCorpus, task: Task = Task()) -> list[str]:
+    """The sorted class (label) names of the ``train`` part, ``[]`` for a regression (``Task.classes``); fails
+    unless every text has a target of the task and there are at least two classes."""
+    return task.classes(corpus.part("train").labels, "the 'train' part")

@@ -206,7 +206,7 @@ def fingerprint(reader: Any, settings: TokenizerSettings) -> tuple[str, dict[str
     """Key of a tokenized corpus: file contents (not paths), reader options, tokenizer signature (fastai's rules,
     spaCy's; the same for SentencePiece pieces, whose model ``TokenizerSettings.cache_name`` adds)."""
     options = {k: (dict(v) if isinstance(v, dict) else v) for k, v in dataclasses.asdict(reader).items()
-               if k not in ("root", "files_by_part")}
+               if k not in ("root", "files_by_part", "task")}  # the task reads labels, which are cached unparsed
     if isinstance(reader, CsvReader):
         options["parts"] = sorted(reader._paths())
         # one column under the option's earlier name and form: caches and entries made before text_cols match

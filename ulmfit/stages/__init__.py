@@ -22,17 +22,20 @@ class Stage:
     summary: tuple[str, ...] = ()   # the metrics the table shows
 
 
+# what a classifier's entry is scored by, per data.task (ulmfit.tasks): the table shows those the entry has
+TEST_SCORES = ("test_accuracy", "test_error_rate", "test_micro_f1", "test_exact_match", "test_rmse", "test_spearman")
+
 STAGES: dict[str, Stage] = {
     "pretrain": Stage(pretrain.run, "general-domain LM", ("valid_perplexity", "test_perplexity")),
     "lm_finetune": Stage(lm_finetune.run, "target-domain LM", ("valid_perplexity_before", "valid_perplexity")),
-    "classify": Stage(classify.run, "ULMFiT classifier", ("test_accuracy", "test_error_rate")),
+    "classify": Stage(classify.run, "ULMFiT classifier", TEST_SCORES),
     "probe": Stage(probe.run, "linear probe of the encoder", ("test_accuracy", "test_error_rate")),
     "pipeline": Stage(lambda cfg: pipeline.run(cfg, STAGES)),  # the steps' stages: this registry
     "predict": Stage(predict.run),
     "evaluate": Stage(evaluate.run),
     "perplexity": Stage(perplexity.run),
-    "tfidf": Stage(baselines.run, "baseline: TF-IDF + LR", ("test_accuracy", "test_error_rate")),
-    "nbsvm": Stage(baselines.run, "baseline: NB-SVM", ("test_accuracy", "test_error_rate")),
+    "tfidf": Stage(baselines.run, "baseline: TF-IDF + LR", TEST_SCORES),
+    "nbsvm": Stage(baselines.run, "baseline: NB-SVM", TEST_SCORES),
     "import_wt103": Stage(import_wt103.run, "general-domain LM"),  # writes a pretrain entry
     "export_tokens": Stage(export_tokens.run),  # writes a portable token file, not an entry
 }

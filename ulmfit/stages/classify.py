@@ -2,7 +2,8 @@
 
 load parent encoder (``lm_finetune``, or ``pretrain`` to skip fine-tuning, or none) -> labelled texts with the
 parent's vocab -> concat-pooling head -> gradual unfreezing with discriminative LRs and STLR in each phase ->
-test accuracy, error, per-class metrics, confusion matrix -> store entry ``classify/<run>``.
+test accuracy, error, per-class metrics, confusion matrix -> store entry ``classify/<run>``. With ``data.task``
+multilabel or regression, the head, loss, metrics and decisions are the task's (``ulmfit.tasks``).
 
 ``direction=both``: ``classify/<run>-bwd`` from the parent's backward model, then ``classify/<run>`` from the
 parent, on the same split with the same seeds; the forward entry's ``directions`` metrics hold forward, backward
@@ -24,14 +25,15 @@ from ulmfit.data.tokens import Docs, TokenizedCorpus
 from ulmfit.directions import BACKWARD, BOTH, FORWARD, backwards_flag, check_direction
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
-from ulmfit.evaluation import classification_metrics, ensemble_report, predict_probs
+from ulmfit.evaluation import choose_threshold, ensemble_report, predict_probs
 from ulmfit.inference import Classifier
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.hardware import resolve_hardware
-from ulmfit.options import AUTO, CLAS_MONITORS, CLASSIFY_PARENT_STAGES
+from ulmfit.options import AUTO, CLASSIFY_PARENT_STAGES
 from ulmfit.stages.common import (data_identity, direction_runs, find_parent, lineage, open_run, save_entry,
                                   subword_model)
 from ulmfit.store import Entry
+from ulmfit.tasks import CLASSIFICATION, MULTILABEL, Task
 from ulmfit.precision import scoring_in_fp32
 from ulmfit.training import check_monitor, clas_learner, fit_phases, kept_history, seed_everything
 from ulmfit.weights import load_encoder
@@ -47,7 +49,12 @@ def run(cfg: DictConfig) -> Entry:
     if cfg.train.epochs == AUTO:
         raise UsageError("train.epochs=auto sizes language-model training; give the classifier a number of epochs "
                          "(e.g. train.epochs=4; train.patience stops it earlier).")
-    check_monitor(cfg.train, CLAS_MONITORS)
+    task = Task.of_data(cfg.data)
+    check_monitor(cfg.train, task.monitors)
+    if cfg.direction == BOTH and task.name != CLASSIFICATION:
+        raise UsageError(f"direction=both scores forward+backward ensembles of classes; for data.task={task.name} "
+                         f"train direction=forward and direction=backward, then average them with stage=predict "
+                         f"or stage=evaluate (stage.models=[<forward>,<backward>]).")
     if cfg.direction != BOTH:
         return _run(cfg)
     data = data_identity(cfg.data, cfg.tokenizer)
@@ -77,23 +84,25 @@ def _run(cfg: DictConfig, pair: Entry | None = None) -> Entry:
     device, precision = resolve_hardware(cfg.train)
 
     corpus = load_corpus(cfg.data, cfg.tokenizer, cfg.paths.cache, sp_model)
-    classes = labelled_classes(corpus)
+    task = Task.of_data(cfg.data)
+    classes = labelled_classes(corpus, task)
     vocab = parent.vocab if parent else build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     docs = numericalize(corpus, "train", vocab)
     keep, held = split_of(corpus, cfg.data, cfg.data_seed)
     train, valid = docs.subset(keep), docs.subset(held)
     dls = clas_dataloaders(train, valid, classes, vocab, cfg.train.bs, cfg.train.bptt, device, backwards,
-                           eval_bs=cfg.train.eval_bs)
+                           eval_bs=cfg.train.eval_bs, task=task)
 
     encoder_info = parent.model_info if parent else model_info(cfg.model, len(vocab), 1.0, backwards)
-    info = classifier_info(encoder_info, cfg.model.head, classes, cfg.train.drop_mult, cfg.train.bptt)
+    info = classifier_info(encoder_info, cfg.model.head, classes, cfg.train.drop_mult, cfg.train.bptt, task,
+                           task.y_range(task.targets(train.labels, classes, "the training texts")))
     model = build_classifier(info)
     if parent is not None:
         load_encoder(parent, model)
     log.info("classify: parent %s, %d train / %d valid docs, %d classes", parent.ref if parent else "none",
              len(train), len(valid), len(classes))
 
-    learn = clas_learner(dls, model, cfg.train, precision)
+    learn = clas_learner(dls, model, cfg.train, precision, task)
     seconds, phases = fit_phases(learn, cfg.train, checkpoint=checkpoint, resume=resume)
     if not is_main_process():  # data-parallel run: rank 0 evaluates and writes the entry
         return None
@@ -101,13 +110,22 @@ def _run(cfg: DictConfig, pair: Entry | None = None) -> Entry:
     kept = kept_history(phases, learn.kept_epoch)  # the best epoch's weights are the ones scored and saved
     metrics = {"valid_accuracy": float(kept.get("accuracy", float("nan"))), "valid_loss": float(kept["valid_loss"]),
                "kept_epoch": learn.kept_epoch}
-    test = scored_test(numericalize(corpus, "test", vocab), cfg.data, classes) if "test" in corpus.parts else None
+    test = scored_test(numericalize(corpus, "test", vocab), cfg.data, classes, task) if "test" in corpus.parts \
+        else None
     scored = {"valid": valid, **({"test": test} if test is not None else {})}
-    with scoring_in_fp32(learn):  # the validation texts only for a pair's figures
-        probs = {part: predict_probs(learn, docs, cfg.train.eval_bs, cfg.train.bptt, backwards)
-                 for part, docs in scored.items() if part == "test" or pair is not None}
+    with scoring_in_fp32(learn):  # the validation texts for a pair's figures, and another task's (below)
+        probs = {part: task.scores(predict_probs(learn, docs, cfg.train.eval_bs, cfg.train.bptt, backwards))
+                 for part, docs in scored.items() if part == "test" or pair is not None or task.name != CLASSIFICATION}
+    threshold = None
+    if task.name != CLASSIFICATION:  # its figures, and a multilabel threshold, from the kept epoch's predictions
+        y_valid = task.targets(valid.labels, classes, "validation")
+        threshold = choose_threshold(probs["valid"], y_valid) if task.name == MULTILABEL else None
+        valid_report = task.headline(task.report(probs["valid"], y_valid, classes, threshold))
+        metrics = {**{f"valid_{k}": v for k, v in valid_report.items()}, "valid_loss": metrics["valid_loss"],
+                   "kept_epoch": learn.kept_epoch, **({"threshold": threshold} if threshold is not None else {})}
+        info["threshold"] = threshold  # predict and evaluate decide with it
     if test is not None:
-        report = classification_metrics(probs["test"], [classes.index(c) for c in test.labels], classes)
+        report = task.report(probs["test"], task.targets(test.labels, classes, "test"), classes, threshold)
         metrics.update({"test_" + k: v for k, v in report.items()})
     if pair is not None:
         metrics["directions"] = _directions(f"{STAGE}/{name}", probs, pair, corpus, held, cfg, classes, scored, device)

@@ -1,7 +1,9 @@
 """Batch prediction with one classifier entry, or an ensemble (e.g. forward + backward) averaging probabilities.
 
 input CSV/TSV/.txt -> fastai tokenization -> each model's vocab -> class probabilities -> a CSV with one row
-per input row, in input order: ``row, <stage.keep_columns>, prediction, prob_<class>...``.
+per input row, in input order: ``row, <stage.keep_columns>, prediction, prob_<class>...``. A multilabel
+classifier's prediction is its labels at or above its threshold, joined by its delimiter, with a ``prob_<label>``
+each; a regression's is the number.
 
     python -m ulmfit stage=predict stage.input=new_reviews.csv stage.output=preds.csv
     python -m ulmfit stage=predict stage.input=new.csv "stage.models=[imdb]" direction=both   # imdb + imdb-bwd
@@ -15,14 +17,16 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from ulmfit.files import write_atomic
-from ulmfit.inference import default_output, predict_inputs
+from ulmfit.inference import default_output, ensemble_threshold, predict_inputs
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:
     inputs, models, probs, _, seconds = predict_inputs(cfg)
-    classes = models[0].classes
+    classes, task = models[0].classes, models[0].task
     kept = {c.removeprefix("input."): inputs[c].tolist() for c in inputs.columns if c.startswith("input.")}
-    out = pd.DataFrame({"row": range(len(inputs)), **kept, "prediction": [classes[i] for i in probs.argmax(1)],
+    # the class, the labels (joined by the delimiter) or the number; and each class's or label's probability
+    out = pd.DataFrame({"row": range(len(inputs)), **kept,
+                        "prediction": task.decisions(probs, classes, ensemble_threshold(models)),
                         **{f"prob_{c}": probs[:, i] for i, c in enumerate(classes)}})
     path = write_atomic(default_output(cfg, "predictions", ".csv"),
                         lambda tmp: out.to_csv(tmp, index=False))

@@ -33,6 +33,7 @@ from ulmfit.hardware import resolve_hardware
 from ulmfit.options import PROBE_PARENT_STAGES
 from ulmfit.stages.common import data_identity, find_parent, lineage, open_store, save_entry, subword_model
 from ulmfit.store import Entry
+from ulmfit.tasks import CLASSIFICATION, Task
 from ulmfit.training import clas_learner, seed_everything
 from ulmfit.weights import load_encoder
 
@@ -55,6 +56,9 @@ def run(cfg: DictConfig) -> Entry:
     if cfg.stage.parent_stage not in PARENT_STAGES:
         raise UsageError(f"stage.parent_stage={cfg.stage.parent_stage!r}; a probe needs an encoder: use one of "
                          f"{', '.join(PARENT_STAGES)}.")
+    if (task := Task.of_data(cfg.data).name) != CLASSIFICATION:
+        raise UsageError(f"stage=probe fits a logistic regression to one class per text; data.task={task} has none: "
+                         f"compare stage=classify with stage=tfidf instead.")
     backwards = backwards_flag(cfg, STAGE)
     store, name = open_store(cfg, STAGE)
     data = data_identity(cfg.data, cfg.tokenizer)
