@@ -40,11 +40,12 @@ def sentencepiece_version() -> str:
                          "(or reinstall ulmfit, which depends on it).") from None
 
 
-def train_model(texts: Sequence[str], vocab_size: int | None, folder: Path) -> Path:
+def train_model(texts: Sequence[str], vocab_size: int | None, folder: Path, lang: str = "en") -> Path:
     """Train fastai's ``SentencePieceTokenizer`` (unigram) on ``texts`` after fastai's rules, into
-    ``folder/spm.model``; ``vocab_size`` None: fastai's choice (a quarter of the distinct words, at most 30,000)."""
+    ``folder/spm.model``; ``vocab_size`` None: fastai's choice (a quarter of the distinct words, at most 30,000);
+    ``lang`` (``tokenizer.lang``) sets fastai's character coverage (all characters for European languages)."""
     sentencepiece_version()
-    tok = SentencePieceTokenizer(vocab_sz=vocab_size, cache_dir=folder)
+    tok = SentencePieceTokenizer(lang=lang, vocab_sz=vocab_size, cache_dir=folder)
     try:
         tok.setup(list(texts), rules=defaults.text_proc_rules)
     except RuntimeError as e:  # the one failure a setting causes: fewer pieces than the texts have characters

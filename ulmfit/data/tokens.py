@@ -290,12 +290,13 @@ def open_cached(path: Path) -> TokenizedCorpus:
                            tokenizer=meta.get("tokenized_with", {"kind": subword.SPACY}))
 
 
-def sentencepiece_model(reader: Any, parts: Sequence[str], vocab_size: int | None,
+def sentencepiece_model(reader: Any, settings: TokenizerSettings, parts: Sequence[str], vocab_size: int | None,
                         cache_dir: str | os.PathLike) -> Path:
     """A SentencePiece model trained on the texts of ``parts`` (those the reader has) with ``vocab_size`` pieces
-    (``ulmfit.data.subword.train_model``), cached beside the token cache by its inputs: the corpus's fingerprint,
-    the parts, the size and sentencepiece's version. A second run (a sweep's job, a resumed run) reuses it."""
-    key, _ = fingerprint(reader, TokenizerSettings())
+    (``ulmfit.data.subword.train_model``, for ``settings.lang``), cached beside the token cache by its inputs: the
+    corpus's fingerprint, the parts, the size and sentencepiece's version. A second run (a sweep's job, a resumed
+    run) reuses it."""
+    key, _ = fingerprint(reader, settings)
     inputs = {"fingerprint": key, "parts": list(parts), "vocab_size": vocab_size,
               "sentencepiece": subword.sentencepiece_version()}
     folder = Path(cache_dir).expanduser() / "sentencepiece" / hashlib.sha256(
@@ -309,7 +310,7 @@ def sentencepiece_model(reader: Any, parts: Sequence[str], vocab_size: int | Non
                          f"(it has {list(raw)}).")
     t0 = time.perf_counter()
     with atomic_path(folder, directory=True, exists="keep") as tmp:  # a concurrent job's model is kept
-        subword.train_model(texts, vocab_size, tmp)
+        subword.train_model(texts, vocab_size, tmp, settings.lang)
         (tmp / "meta.json").write_text(json.dumps({**inputs, "texts": len(texts),
                                                    "seconds": round(time.perf_counter() - t0, 2)}, indent=2))
     log.info("Trained a SentencePiece model on %d texts of %s in %.1fs: %s", len(texts), list(parts),

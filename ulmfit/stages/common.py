@@ -197,7 +197,8 @@ def subword_model(cfg: DictConfig, parent: Entry | None, vocab_parts: Sequence[s
     if cfg.data.get("tokens"):
         raise UsageError(NOT_PORTABLE)
     with main_process_first():  # data-parallel runs: rank 0 trains it, the others read it
-        return sentencepiece_model(make_reader(cfg.data), vocab_parts, cfg.data.get("sp_vocab_size"), cfg.paths.cache)
+        return sentencepiece_model(make_reader(cfg.data), TokenizerSettings.from_config(cfg.tokenizer), vocab_parts,
+                                   cfg.data.get("sp_vocab_size"), cfg.paths.cache)
 
 
 def lineage(cfg: DictConfig, corpus: TokenizedCorpus | None, data: Mapping[str, Any] | None = None, *,
