@@ -18,13 +18,14 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from ulmfit.config import CONF_DIR
+from ulmfit.directions import BACKWARD, backward_name
 from ulmfit.processes import run_module, run_ulmfit
 from ulmfit.recipes import Step, as_overrides, finished, run_steps
 from ulmfit.report import hardware
 
-__all__ = ["REPO", "RESULTS", "SHARED_DATA", "Step", "append_result", "as_overrides", "entry_config", "entry_lineage",
-           "entry_metrics", "entry_parent", "experiment_parser", "hardware", "has_entry", "recipe", "recipe_text",
-           "result_rows", "run_module", "run_recipe", "run_ulmfit", "stamp"]
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "Step", "append_result", "as_overrides", "backward_step", "entry_config",
+           "entry_lineage", "entry_metrics", "entry_parent", "experiment_parser", "hardware", "has_entry", "recipe",
+           "recipe_text", "result_rows", "run_module", "run_recipe", "run_ulmfit", "stamp"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
@@ -37,6 +38,15 @@ def run_recipe(home: Path, steps: Sequence[Step], log: Path | None = None) -> li
     (``ulmfit.recipes.run_steps``: a step whose entry exists is reused, an interrupted one continues); each
     step's wall seconds, None for a reused one."""
     return run_steps(steps, home / "store", lambda step, args: run_ulmfit(*args, home=home, log=log))
+
+
+def backward_step(step: Step) -> Step:
+    """The backward model beside forward ``step``: the same overrides with ``direction=backward``, its entry
+    ``<name>-bwd`` and, where ``step`` names its parent, that parent's backward model (``ulmfit.directions``)."""
+    overrides = {**step.overrides, "direction": BACKWARD}
+    if overrides.get("stage.parent") not in (None, "none"):
+        overrides["stage.parent"] = backward_name(overrides["stage.parent"])
+    return Step(step.stage, backward_name(step.name), overrides)
 
 
 # --------------------------------------------------------------------------------------------- recipes

@@ -3,6 +3,7 @@ TF-IDF, NB-SVM and a linear probe on the same split. Writes experiments/results/
 
     python -m experiments.own_csv --home runs/ --datasets ag_news imdb10k
     python -m experiments.own_csv --home runs/ --datasets sentiment_dev --tag dev-x --set train.lr=5e-3   # recipe study
+    python -m experiments.own_csv --home runs/ --methods ulmfit --direction both   # + backward models, their ensemble
 
 Each dataset is written out as plain `text,label` CSVs (under <home>/csv/<dataset>/) and run exactly as a user
 would run their own file:
@@ -19,6 +20,12 @@ entries through `--tag`: `lm.KEY=VALUE` reaches the LM fine-tuning only, `clas.K
 * ``sentiment_dev``: short movie-review texts for choosing recipes without touching any test set: the last
   sentence (5-40 words) of 10,600 IMDB *training* reviews, 9,600 to train on and 1,000 held out. Not a benchmark.
 
+``--direction both`` adds the backward models beside the forward ones (``ulmfit.directions``): the LM
+``<lm>-bwd`` fine-tuned from the backward model of the forward LM's parent (the shipped ``general-lm-bwd``), and
+the classifier ``<entry>-bwd`` with the same recipe and seeds on it; ``stage=evaluate direction=both`` scores the
+pair's averaged ensemble on the test CSV. The ulmfit row gets the backward and ensemble figures beside the
+forward ones.
+
 Resumable: every run is a store entry ``<tag>-<dataset>-<method>``; each appends its row as it ends.
 """
 
@@ -26,15 +33,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import lzma
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from experiments.common import (SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware,
-                                result_rows, run_recipe, stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, backward_step, entry_lineage, entry_metrics,
+                                entry_parent, hardware, result_rows, run_recipe, run_ulmfit, stamp)
+from ulmfit.directions import BOTH, FORWARD, backward_name
 
 DATASETS = ("ag_news", "imdb10k", "sentiment_dev")
 METHODS = ("tfidf", "nbsvm", "probe", "ulmfit")
@@ -130,6 +140,8 @@ def main() -> None:
     ap.add_argument("--lm-tag", help="the LM entries' prefix, to reuse another variant's LMs (default: --tag)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", type=key_value,
                     help="overrides for the LM fine-tuning and the classifier (a recipe study; default: none)")
+    ap.add_argument("--direction", choices=(FORWARD, BOTH), default=FORWARD,
+                    help="both: ULMFiT's backward LM and classifier too, and the pair's averaged ensemble")
     args = ap.parse_args()
     home = args.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
@@ -138,14 +150,19 @@ def main() -> None:
         train, test = dataset_files(home, dataset, args.shared.resolve())
         lm, runs = plan(dataset, args.tag, args.lm_tag, args.methods, args.set, train, test)
         lm_metrics = {}
+        both = args.direction == BOTH and "ulmfit" in runs
         if lm is not None:
             run_recipe(home, [lm], log=log)
             lm_metrics = entry_metrics(home, lm.stage, lm.name)
+        if both:  # the backward LM, from the backward model of the forward LM's parent
+            parent = entry_parent(home, lm.stage, lm.name)
+            run_recipe(home, [backward_step(replace(lm, overrides={**lm.overrides, "stage.parent": parent}))], log=log)
         for method, step in runs.items():
             stage, entry = step.stage, step.name
-            if any(r["entry"] == entry for r in result_rows("own_csv")):
+            pair = both and method == "ulmfit"
+            if any(r["entry"] == entry and (not pair or r.get("direction") == BOTH) for r in result_rows("own_csv")):
                 continue
-            run_recipe(home, [step], log=log)
+            run_recipe(home, [step, backward_step(step)] if pair else [step], log=log)
             m = entry_metrics(home, stage, entry)
             row = {"date": stamp(), "entry": entry, "dataset": dataset, "method": method,
                    "overrides": " ".join(args.set), "n_train": m["n_train"], "n_valid": m["n_valid"],
@@ -159,6 +176,19 @@ def main() -> None:
             if method == "ulmfit":
                 kept = m.get("kept_epoch") or {}
                 row["kept_epoch"] = f"phase {kept['phase'] + 1} epoch {kept['epoch'] + 1}" if kept else "last"
+            if pair:  # the backward classifier's figures and the pair's averaged ensemble on the test CSV
+                bwd = entry_metrics(home, stage, backward_name(entry))
+                bwd_lm = entry_metrics(home, lm.stage, backward_name(lm.name))
+                out = home / "evaluations" / f"{entry}-both.json"
+                seconds = run_ulmfit("stage=evaluate", f"direction={BOTH}", f"stage.input={test}",
+                                     f"stage.output={out}", f"stage.models=[{entry}]", home=home, log=log)
+                ensemble = json.loads(out.read_text())
+                row.update({"direction": BOTH, "backward_valid_accuracy": round(bwd["valid_accuracy"], 4),
+                            "backward_test_accuracy": round(bwd["test_accuracy"], 4),
+                            "ensemble_test_accuracy": round(ensemble["accuracy"], 4),
+                            "backward_train_s": round(bwd["train_seconds"]),
+                            "backward_lm_ppl_after": round(bwd_lm["valid_perplexity"], 1),
+                            "ensemble_evaluate_s": round(seconds)})
             print(append_result("own_csv", row, "Your own CSV with the defaults: ULMFiT vs TF-IDF, NB-SVM and a "
                                 "linear probe", f"Generated by `python -m experiments.own_csv`, one row per run; "
                                 f"this header was last written on {hardware()}. `sentiment_dev` rows are the "

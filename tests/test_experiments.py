@@ -65,15 +65,24 @@ def test_run_recipe_reuses_finished_entries_and_resumes_interrupted_ones(tmp_pat
     ran = []
     monkeypatch.setattr(common, "run_ulmfit", lambda *args, home, log=None: ran.append(list(args)))
     (tmp_path / "store" / "lm_finetune" / "done").mkdir(parents=True)
-    (tmp_path / "store" / "lm_finetune" / "done" / "lineage.json").write_text("{}")
+    (tmp_path / "store" / "lm_finetune" / "done" / "lineage.json").write_text('{"created": "2026-12-01T00:00:00"}')
     (checkpoint_dir(tmp_path / "store", "classify", "cut") / "epoch-0001").mkdir(parents=True)
     (checkpoint_dir(tmp_path / "store", "classify", "cut") / "epoch-0001" / "state.json").write_text("{}")
+    # direction=both writes <name>-bwd first: its checkpoint, or its entry without the forward one, is a cut run
+    (checkpoint_dir(tmp_path / "store", "classify", "pair-bwd") / "epoch-0001").mkdir(parents=True)
+    (checkpoint_dir(tmp_path / "store", "classify", "pair-bwd") / "epoch-0001" / "state.json").write_text("{}")
+    (tmp_path / "store" / "lm_finetune" / "half-bwd").mkdir(parents=True)
+    (tmp_path / "store" / "lm_finetune" / "half-bwd" / "lineage.json").write_text('{"created": "2026-12-01T00:00:00"}')
     steps = [Step("pretrain", "general-lm"), Step("lm_finetune", "done"), Step("classify", "cut", {"seed": 1}),
-             Step("tfidf", "new", {"data": "imdb"})]
+             Step("tfidf", "new", {"data": "imdb"}), Step("lm_finetune", "half", {"direction": "both"}),
+             Step("classify", "pair", {"direction": "both"}), Step("classify", "fresh", {"direction": "both"})]
     seconds = common.run_recipe(tmp_path, steps)
     assert seconds[:2] == [None, None] and all(s is not None for s in seconds[2:])
     assert ran == [["stage=classify", "seed=1", "run_name=cut", "resume=true"],
-                   ["stage=tfidf", "data=imdb", "run_name=new"]]
+                   ["stage=tfidf", "data=imdb", "run_name=new"],
+                   ["stage=lm_finetune", "direction=both", "run_name=half", "resume=true"],
+                   ["stage=classify", "direction=both", "run_name=pair", "resume=true"],
+                   ["stage=classify", "direction=both", "run_name=fresh"]]
 
 
 def test_sample_efficiency_summary_averages_seeds_per_method_and_size():
@@ -319,6 +328,93 @@ def test_trec_ensemble_trains_each_seed_on_one_lm_and_scores_them_together(tmp_p
     assert (row["member_errors_pct"], row["mean_member_error_pct"], row["ensemble_error_pct"]) == \
         ("6.0 5.0 7.0", "6.0", "4.0")
     assert row["classify_s_total"] == "30" and row["n_test"] == "2"
+
+
+def _fake_evaluate(cli: list, accuracy) -> callable:
+    """A stand-in for run_ulmfit("stage=evaluate", ...): records its arguments, writes a report whose accuracy
+    is ``accuracy(args)``."""
+    def evaluate(*args, home, log=None):
+        cli.append(dict(a.split("=", 1) for a in args))
+        out = Path(cli[-1]["stage.output"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        acc = accuracy(cli[-1])
+        out.write_text(f'{{"accuracy": {acc}, "error_rate": {1 - acc}, "n": 2}}')
+        return 3.0
+    return evaluate
+
+
+def test_trec_ensemble_direction_both_adds_each_members_backward_model(tmp_path, monkeypatch):
+    """--direction both: the backward LM from general-lm-bwd and each member's backward model from it (same
+    recipe and seed), then each forward + backward pair and all of them scored with stage=evaluate direction=both;
+    the row has the backward, pair and overall figures beside the forward ones."""
+    from experiments import trec_ensemble
+    trec = tmp_path / "trec"
+    trec.mkdir()
+    (trec / "train_5500.label").write_text("HUM:ind Who was Galileo ?\nLOC:city Where is Aspen ?\n")
+    (trec / "TREC_10.label").write_text("NUM:dist How far is Denver ?\nHUM:desc Who was Newton ?\n")
+    calls, cli = [], []
+    monkeypatch.setattr(trec_ensemble, "run_recipe", lambda home, steps, log=None: calls.extend(steps))
+    # forward alone 0.90, a pair 0.95, all four 0.97
+    monkeypatch.setattr(trec_ensemble, "run_ulmfit", _fake_evaluate(cli, lambda a: 0.9 if a["direction"] == "forward"
+                                                                     else 0.95 if "," not in a["stage.models"] else 0.97))
+    errors = {"trec-glm-clas": 0.06, "trec-glm-clas-s43": 0.05, "trec-glm-clas-bwd": 0.08, "trec-glm-clas-s43-bwd": 0.07}
+    monkeypatch.setattr(trec_ensemble, "entry_metrics",
+                        lambda home, stage, name: {"test_error_rate": errors[name], "train_seconds": 10.0})
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr("sys.argv", ["trec_ensemble", "--home", str(tmp_path / "home"), "--trec", str(trec),
+                                     "--seeds", "42", "43", "--direction", "both"])
+    trec_ensemble.main()
+
+    lm, *members, lm_bwd, bwd1, bwd2 = calls
+    assert [s.name for s in (lm, *members)] == ["trec-glm-ft", "trec-glm-clas", "trec-glm-clas-s43"]
+    assert (lm_bwd.name, lm_bwd.overrides["stage.parent"], lm_bwd.overrides["direction"]) == \
+        ("trec-glm-ft-bwd", "general-lm-bwd", "backward")
+    for fwd, bwd in zip(members, (bwd1, bwd2)):  # the same recipe and seed, on the backward LM
+        assert bwd.name == f"{fwd.name}-bwd" and bwd.overrides == {**fwd.overrides, "direction": "backward",
+                                                                  "stage.parent": "trec-glm-ft-bwd"}
+    assert [(a["direction"], a["stage.models"]) for a in cli] == [
+        ("forward", "[trec-glm-clas,trec-glm-clas-s43]"), ("both", "[trec-glm-clas]"),
+        ("both", "[trec-glm-clas-s43]"), ("both", "[trec-glm-clas,trec-glm-clas-s43]")]
+    row, = read(tmp_path / "results" / "trec_ensemble.csv")
+    assert (row["direction"], row["member_errors_pct"], row["backward_member_errors_pct"]) == ("both", "6.0 5.0", "8.0 7.0")
+    assert (row["ensemble_error_pct"], row["pair_errors_pct"], row["fwd_bwd_ensemble_error_pct"]) == ("10.0", "5.0 5.0", "3.0")
+
+
+def test_own_csv_direction_both_adds_the_backward_lm_classifier_and_their_ensemble(tmp_path, monkeypatch):
+    """--direction both: the backward LM from the backward model of the forward LM's parent, the classifier's
+    backward model on it (same recipe), stage=evaluate direction=both on the test CSV, and the ulmfit row with the
+    backward and ensemble figures beside the forward ones."""
+    from experiments import own_csv
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    monkeypatch.setattr(own_csv, "dataset_files", lambda home, name, shared: (train, test))
+    calls, cli = [], []
+    monkeypatch.setattr(own_csv, "run_recipe", lambda home, steps, log=None: calls.extend(steps))
+    monkeypatch.setattr(own_csv, "run_ulmfit", _fake_evaluate(cli, lambda a: 0.93))
+    monkeypatch.setattr(own_csv, "entry_parent", lambda home, stage, name: "general-lm")
+    lm = {"valid_perplexity_before": 400.0, "valid_perplexity": 100.0, "epochs": 3, "train_seconds": 60.0}
+    clas = {"n_train": 90, "n_valid": 10, "n_test": 20, "train_seconds": 30.0, "kept_epoch": None}
+    metrics = {"csv-ag_news-lm": lm, "csv-ag_news-lm-bwd": {**lm, "valid_perplexity": 110.0},
+               "csv-ag_news-ulmfit": {**clas, "valid_accuracy": 0.9, "test_accuracy": 0.91},
+               "csv-ag_news-ulmfit-bwd": {**clas, "valid_accuracy": 0.88, "test_accuracy": 0.89}}
+    monkeypatch.setattr(own_csv, "entry_metrics", lambda home, stage, name: metrics[name])
+    monkeypatch.setattr(own_csv, "entry_lineage", lambda *a: {"precision": "fp32"})
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr("sys.argv", ["own_csv", "--home", str(tmp_path / "home"), "--datasets", "ag_news",
+                                     "--methods", "ulmfit", "--direction", "both"])
+    own_csv.main()
+
+    lm_fwd, lm_bwd, clas_fwd, clas_bwd = calls
+    assert lm_bwd == Step("lm_finetune", "csv-ag_news-lm-bwd", {**lm_fwd.overrides, "stage.parent": "general-lm-bwd",
+                                                                "direction": "backward"})
+    assert clas_bwd == Step("classify", "csv-ag_news-ulmfit-bwd", {**clas_fwd.overrides, "direction": "backward",
+                                                                   "stage.parent": "csv-ag_news-lm-bwd"})
+    evaluate, = cli
+    assert (evaluate["direction"], evaluate["stage.models"], evaluate["stage.input"]) == \
+        ("both", "[csv-ag_news-ulmfit]", str(test))
+    row, = read(tmp_path / "results" / "own_csv.csv")
+    assert (row["direction"], row["test_accuracy"], row["backward_test_accuracy"], row["ensemble_test_accuracy"],
+            row["backward_valid_accuracy"], row["backward_lm_ppl_after"]) == ("both", "0.91", "0.89", "0.93", "0.88",
+                                                                              "110.0")
 
 
 def test_trec_ensemble_needs_two_distinct_members(monkeypatch, capsys):

@@ -10,11 +10,13 @@ from that parent's backward model, and has predict and evaluate average each nam
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ulmfit.errors import UsageError
 from ulmfit.options import DIRECTIONS
-from ulmfit.store import Entry, Store
+
+if TYPE_CHECKING:  # light to import: the experiment scripts name entries with it before torch is loaded
+    from ulmfit.store import Entry, Store
 
 FORWARD, BACKWARD, BOTH = DIRECTIONS
 SUFFIX = "-bwd"

@@ -60,7 +60,6 @@ def run_steps(steps: Sequence[Step], store: str | Path,
     """Run ``steps`` in order, each by ``execute(step, args)`` (``args``: its command line, with ``resume=true``
     added when it was cut short); a step whose entry is in ``store`` (or shipped with the package) is reused, not
     run. Returns each step's wall seconds, None for a reused one."""
-    from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
     seconds: list[float | None] = []
     for step in steps:
         stage, name = step.entry_stage, step.name
@@ -69,12 +68,25 @@ def run_steps(steps: Sequence[Step], store: str | Path,
             seconds.append(None)
             continue
         args = step.args()
-        if latest_checkpoint(checkpoint_dir(store, stage, name)) is not None:
+        if _cut_short(store, step):
             args.append("resume=true")  # an interrupted run of this step: continue it
         t0 = time.perf_counter()
         execute(step, args)
         seconds.append(time.perf_counter() - t0)
     return seconds
+
+
+def _cut_short(store: str | Path, step: Step) -> bool:
+    """Was ``step`` interrupted: has its entry a checkpoint, or with ``direction=both`` (its backward model
+    ``<name>-bwd`` runs first, ``ulmfit.directions``) has either direction one, or is the backward one written?"""
+    from ulmfit.checkpoint import checkpoint_dir, latest_checkpoint
+    from ulmfit.directions import BOTH, backward_name
+    stage, names = step.entry_stage, [step.name]
+    if step.overrides.get("direction") == BOTH:
+        names.append(backward_name(step.name))
+        if finished(store, stage, names[-1]):
+            return True
+    return any(latest_checkpoint(checkpoint_dir(store, stage, name)) is not None for name in names)
 
 
 def finished(store: str | Path, stage: str, name: str) -> bool:
