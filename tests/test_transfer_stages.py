@@ -207,6 +207,14 @@ def test_both_directions_fine_tune_classify_and_predict_as_one_ensemble(chain, m
     ft_bwd = store.get("lm_finetune", "ft2-bwd")
     assert (ft.lineage["parent"]["name"], ft_bwd.lineage["parent"]["name"]) == ("pre", "pre-bwd")
     assert (ft.model_info["backwards"], ft_bwd.model_info["backwards"]) == (False, True)
+    # run again: refused before any work; resume=true reuses both entries, if they were run on the same data/seeds
+    with pytest.raises(UsageError, match="lm_finetune/ft2-bwd' already exists"):
+        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "direction=both", "run_name=ft2")
+    assert _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "direction=both", "run_name=ft2",
+                "resume=true") == ft
+    with pytest.raises(UsageError, match="exists but was run with other data_seed"):
+        _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "direction=both", "run_name=ft2",
+             "resume=true", "data_seed=7")
     clas = _run("classify", root, *imdb_csv(mini_imdb), "stage.parent=ft2", "direction=both", "run_name=pair")
     bwd = store.get("classify", "pair-bwd")
     assert bwd.model_info["backwards"] is True and bwd.lineage["parent"]["name"] == "ft2-bwd"
