@@ -195,9 +195,11 @@ def test_an_entry_written_before_manifests_loads_unverified(tmp_path, caplog):
 
 
 def test_the_shipped_lm_is_checked_against_the_checksum_in_its_lineage(tmp_path):
-    """ulmfit/pretrained/general-lm predates manifests; its lineage records the weights' sha256 and size."""
+    """A shipped LM exported before manifests (as general-lm was) is checked against the weights' sha256 and size
+    its lineage records."""
     shipped = tmp_path / "pretrained"
     shutil.copytree(ulmfit.PACKAGE_DIR / "pretrained" / "general-lm", shipped / "general-lm")
+    (shipped / "general-lm" / "manifest.json").unlink()
     store = Store(tmp_path / "store", shipped=shipped)
     entry = store.get("pretrain", "general-lm")
     assert entry.problems() == [] and entry.record()[1] is False  # the weights only
