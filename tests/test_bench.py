@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ulmfit.hardware import cpu_runs_bf16
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,10 +42,13 @@ def test_bench_smoke_writes_every_section(tmp_path):
     assert r["predict"]["docs"] == 50 and r["predict"]["docs_per_second"] > 0
 
 
-def test_bench_rejects_a_missing_data_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, env=ENV)
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+# Refusals are checked in this process: the same main() as `python -m bench`, without a fresh interpreter's
+# imports (several seconds each on a shared CPU); the smoke runs above and below run it as a user does.
+def test_bench_rejects_a_missing_data_folder(tmp_path, capsys):
+    from bench.__main__ import main
+    with pytest.raises(SystemExit) as exit_:
+        main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "results.md").exists()
 
 
@@ -130,14 +135,25 @@ def test_gpu_token_files_are_checked_first(tmp_path):
     assert isinstance(bad, str) and "not a zip archive" in bad
 
 
-def test_gpu_section_without_a_gpu_says_so(tmp_path):
-    import pytest
+def test_emulate_avx2_reruns_bench_under_the_caps(tmp_path, capfd, monkeypatch):
+    """--emulate-avx2 restarts `python -m bench` with the caps (ulmfit.emulation) and passes its exit code on."""
+    from bench.__main__ import main
+    from ulmfit.emulation import AVX2_ENV
+    for k in AVX2_ENV:
+        monkeypatch.delenv(k, raising=False)
+    assert main(["--emulate-avx2", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capfd.readouterr().err  # the restarted process's refusal
+    assert not (tmp_path / "results.md").exists()
+
+
+def test_gpu_section_without_a_gpu_says_so(tmp_path, capsys):
     import torch
+    from bench.__main__ import main
     if torch.cuda.is_available():
         pytest.skip("checks the refusal on a machine without a GPU")
-    proc = subprocess.run([sys.executable, "-m", "bench", "--gpu", "--out", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, env=ENV)
-    assert proc.returncode == 2 and "no CUDA GPU is visible" in proc.stderr and "--smoke" in proc.stderr
+    assert main(["--gpu", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU is visible" in err and "--smoke" in err
     assert not list(tmp_path.iterdir())
 
 
