@@ -197,8 +197,10 @@ def test_both_directions_fine_tune_classify_and_predict_as_one_ensemble(chain, m
     """direction=both: lm_finetune and classify write <run> from the parent and <run>-bwd from the parent's backward
     model (<parent>-bwd); classify reports forward, backward and their averaged-probability ensemble; predict and
     evaluate on the run name average the pair."""
+    import shutil
     from ulmfit.evaluation import ensemble_report
-    root = chain[0]
+    root = tmp_path / "home"  # a copy of the chain's store (pre, ft, clas): the entries below stay out of the others'
+    shutil.copytree(chain[0] / "store", root / "store")
     _run("pretrain", root, *imdb_csv(mini_imdb), "direction=backward", "run_name=pre-bwd")
     with pytest.raises(UsageError, match="forward model"):  # direction mismatch is refused
         _run("lm_finetune", root, *imdb_csv(mini_imdb), "stage.parent=pre", "direction=backward", "run_name=x")
