@@ -327,7 +327,7 @@ def test_lm_token_budget(tmp_path, chain, mini_imdb):
 def test_prediction_does_not_depend_on_eval_batch_size():
     """classify scores validation and test with train.eval_bs, not train.bs: batching (and the padding it adds)
     must not change a prediction, or results would depend on a speed setting."""
-    from ulmfit.evaluation import predict_probs
+    from ulmfit.stages.classify import predict_probs
     learn, _ = _tiny_classifier_learner()
     rng = np.random.default_rng(1)
     lengths = rng.integers(3, 60, size=40)

@@ -1,4 +1,8 @@
-"""Metrics of each task (sklearn, scipy) and prediction with classifier entries."""
+"""Metrics of each task (sklearn, scipy), and a learner's outputs in the documents' order.
+
+Nothing else of ulmfit is imported here: ``ulmfit.tasks`` reports with these metrics, and the data modules
+(loaders, readers) depend on ``ulmfit.tasks``, so an import of them would close a cycle.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,6 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, mean_absolute_error, mean_squared_error,
                              precision_recall_curve, precision_recall_fscore_support)
-
-from ulmfit.data.loaders import clas_loader
-from ulmfit.data.tokens import Docs
 
 
 def classification_metrics(probs: np.ndarray, targets: Sequence[int], classes: Sequence[str]) -> dict[str, Any]:
@@ -77,8 +78,3 @@ def probs_in_input_order(learn, dl) -> np.ndarray:
         probs, _ = learn.get_preds(dl=dl)
     return probs.float().numpy()
 
-
-def predict_probs(learn, docs: Docs, bs: int, bptt: int, backwards: bool = False) -> np.ndarray:
-    """Class probabilities (label probabilities, numbers) for ``docs`` in their original order."""
-    dl = clas_loader(docs, None, bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
-    return probs_in_input_order(learn, dl)

@@ -20,12 +20,12 @@ import torch
 from omegaconf import DictConfig
 
 from ulmfit.data import build_vocab, labelled_classes, load_corpus, numericalize, scored_test, split_of
-from ulmfit.data.loaders import clas_dataloaders
+from ulmfit.data.loaders import clas_dataloaders, clas_loader
 from ulmfit.data.tokens import Docs, TokenizedCorpus
 from ulmfit.directions import BACKWARD, BOTH, FORWARD, backwards_flag, check_direction
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
-from ulmfit.evaluation import choose_threshold, ensemble_report, predict_probs
+from ulmfit.evaluation import choose_threshold, ensemble_report, probs_in_input_order
 from ulmfit.inference import Classifier
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.hardware import resolve_hardware
@@ -136,6 +136,12 @@ def _run(cfg: DictConfig, pair: Entry | None = None) -> Entry:
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn),
                       curves=learn.curve_recorder.curves(), checkpoint=checkpoint, sp_model=sp_model)
+
+
+def predict_probs(learn, docs: Docs, bs: int, bptt: int, backwards: bool = False) -> np.ndarray:
+    """Class probabilities (label probabilities, numbers) for ``docs`` in their original order."""
+    dl = clas_loader(docs, None, bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
+    return probs_in_input_order(learn, dl)
 
 
 def _directions(ref: str, probs: dict[str, np.ndarray], pair: Entry, corpus: TokenizedCorpus, held: np.ndarray,
