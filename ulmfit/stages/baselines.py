@@ -27,11 +27,11 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy import sparse
+# sklearn.base and sklearn.metrics load with fastai anyway (fastai.metrics imports sklearn.metrics) and
+# sklearn.pipeline is light; the models and vectorizers are imported where they are used, so that the other
+# stages' processes do not load them
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import log_loss, mean_squared_error
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
 from ulmfit.data import labelled_classes, load_corpus, scored_test, split_of
@@ -52,6 +52,8 @@ def _vectorizer_args(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def tfidf_pipeline(cfg: Mapping[str, Any], seed: int, task: Task = Task()) -> Pipeline:
     """TF-IDF word n-grams + logistic regression (one-vs-rest for multilabel), or + ridge regression
     (``stage.params`` of conf/stage/tfidf.yaml)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression, Ridge
     if task.name == REGRESSION:
         model = Ridge(alpha=cfg["alpha"], random_state=seed)
     else:
@@ -62,6 +64,7 @@ def tfidf_pipeline(cfg: Mapping[str, Any], seed: int, task: Task = Task()) -> Pi
 
 def _per_task(classifier: BaseEstimator, task: Task) -> BaseEstimator:
     """A single-label classifier as the task needs it: itself, or one binary copy per label (multilabel)."""
+    from sklearn.multiclass import OneVsRestClassifier
     return OneVsRestClassifier(classifier) if task.name == MULTILABEL else classifier
 
 
@@ -72,6 +75,7 @@ class NBSVM(BaseEstimator, ClassifierMixin):
         self.alpha, self.C, self.max_iter, self.seed = alpha, C, max_iter, seed
 
     def fit(self, X: sparse.csr_matrix, y: np.ndarray) -> "NBSVM":
+        from sklearn.linear_model import LogisticRegression
         self.classes_ = np.unique(y)
         X = (X > 0).astype(np.float64)
         self.r_, self.models_ = [], []
@@ -99,6 +103,7 @@ class NBSVM(BaseEstimator, ClassifierMixin):
 
 def nbsvm_pipeline(cfg: Mapping[str, Any], seed: int, task: Task = Task()) -> Pipeline:
     """Binary n-gram counts + ``NBSVM`` (one-vs-rest for multilabel; ``stage.params`` of conf/stage/nbsvm.yaml)."""
+    from sklearn.feature_extraction.text import CountVectorizer
     check_applies("nbsvm", task)
     return Pipeline([("counts", CountVectorizer(binary=True, **_vectorizer_args(cfg))),
                      ("clf", _per_task(NBSVM(alpha=cfg["alpha"], C=cfg["C"], max_iter=cfg["max_iter"], seed=seed),
@@ -148,6 +153,7 @@ def fit_choosing(pipe: Pipeline, grid: list[float], train_texts: list[str], y_tr
     (``train.monitor=valid_loss``). Loss rather than accuracy, because on a few validation texts many C tie on
     accuracy, and a tie broken towards strong regularisation predicts one class. The features are fitted once
     (they do not depend on C). Returns the pipeline, the chosen value and the validation loss of each."""
+    from sklearn.multiclass import OneVsRestClassifier
     features, model = pipe[:-1], pipe[-1]
     X_train = features.fit_transform(train_texts, y_train)
     X_valid = features.transform(valid_texts)

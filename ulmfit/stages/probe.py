@@ -18,9 +18,6 @@ import numpy as np
 import torch
 from fastai.torch_core import noop
 from omegaconf import DictConfig
-from sklearn.linear_model import LogisticRegressionCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from ulmfit.data import labelled_classes, load_corpus, numericalize, scored_test, split_of
 from ulmfit.data.loaders import clas_dataloaders, clas_loader
@@ -99,6 +96,9 @@ def run(cfg: DictConfig) -> Entry:
     if folds < 2:
         raise UsageError(f"The probe's cross-validation needs at least 2 training texts of every class; the "
                          f"smallest class has {np.bincount(y['train']).min()}. Use more labels (data.n_train).")
+    from sklearn.linear_model import LogisticRegressionCV  # here: only this stage loads sklearn's models
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     t0 = time.perf_counter()
     probe = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=list(cfg.stage.Cs), cv=folds,
                                                                  scoring="neg_log_loss", max_iter=cfg.stage.max_iter))
