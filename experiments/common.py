@@ -33,11 +33,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data next to the chec
 
 
 # --------------------------------------------------------------------------------------------- subprocesses
-def run_recipe(home: Path, steps: Sequence[Step], log: Path | None = None) -> list[float | None]:
+def run_recipe(home: Path, steps: Sequence[Step], log: Path | None = None,
+               env: dict[str, str] | None = None) -> list[float | None]:
     """``steps`` in order, each ``python -m ulmfit <its command line>`` in a fresh process with ULMFIT_HOME=home
-    (``ulmfit.recipes.run_steps``: a step whose entry exists is reused, an interrupted one continues); each
-    step's wall seconds, None for a reused one."""
-    return run_steps(steps, home / "store", lambda step, args: run_ulmfit(*args, home=home, log=log))
+    and ``env`` added to its environment (e.g. ``ulmfit.emulation.AVX2_ENV``) (``ulmfit.recipes.run_steps``: a
+    step whose entry exists is reused, an interrupted one continues); each step's wall seconds, None for a reused
+    one."""
+    return run_steps(steps, home / "store", lambda step, args: run_ulmfit(*args, home=home, log=log, env=env))
 
 
 def backward_step(step: Step) -> Step:

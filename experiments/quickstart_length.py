@@ -15,7 +15,9 @@ phases of one epoch (the head, then one more layer group each; 4 = every group, 
 with every phase one epoch long, each in a fresh process under the caps (fp32); fastai's per-epoch times (their
 log line, whole seconds, validation included), scaled by the process's CPU / wall seconds (the cores may be shared),
 times each recipe's epochs give its estimate, an upper bound where ``train.patience`` stops a phase early.
-Entries that exist are reused.
+The steps run through ``experiments.common.run_recipe``: an entry that exists is reused, an interrupted run
+continues. A timing run's output goes to <home>/logs/<name>.log, which its epoch times are read from; the others'
+to <home>/quickstart_length.log.
 """
 
 from __future__ import annotations
@@ -25,15 +27,13 @@ import math
 import re
 import resource
 from pathlib import Path
-from typing import Any
 
-from experiments.common import (append_result, entry_lineage, entry_metrics, has_entry, hardware, result_rows,
-                                run_ulmfit, stamp)
+from experiments.common import (Step, append_result, entry_lineage, entry_metrics, hardware, result_rows,
+                                run_recipe, stamp)
 from ulmfit.emulation import AVX2_ENV
 
-STEP = ["data=trec_sample", "train.bs=32"]  # the quickstart's, for both steps
-LM = ["stage=lm_finetune", "stage.parent=general-lm", "stage.lm_parts=[train]", *STEP]
-CLAS = ["stage=classify", *STEP]
+STEP = {"data": "trec_sample", "train.bs": 32}  # the quickstart's, for both steps
+LM = {"stage.parent": "general-lm", "stage.lm_parts": ["train"], **STEP}
 TODAY = "10:4:4"
 RECIPES = f"{TODAY},4:2:2,4:4:4"
 EPOCH_LINE = re.compile(r"(?:phase (\d+)/\d+, )?epoch \d+/\d+: .*time (\d+):(\d+)")
@@ -42,18 +42,6 @@ EPOCH_LINE = re.compile(r"(?:phase (\d+)/\d+, )?epoch \d+/\d+: .*time (\d+):(\d+
 def children_cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)  # of the finished (waited-for) children
     return r.ru_utime + r.ru_stime
-
-
-def run(home: Path, name: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, float] | None:
-    """``python -m ulmfit <args> run_name=<name>`` unless the entry exists; its wall and CPU seconds (None:
-    reused). The output goes to <home>/logs/<name>.log, where ``epoch_seconds`` reads it."""
-    stage = args[0].split("=", 1)[1]
-    if has_entry(home, stage, name):
-        return None
-    (home / "logs").mkdir(parents=True, exist_ok=True)
-    cpu = children_cpu_seconds()
-    wall = run_ulmfit(*args, f"run_name={name}", home=home, log=home / "logs" / f"{name}.log", env=env)
-    return wall, children_cpu_seconds() - cpu
 
 
 def epoch_seconds(home: Path, name: str) -> list[tuple[int, int]]:
@@ -67,23 +55,50 @@ def parse(recipe: str) -> tuple[int, int, int]:
     return lm, phases, final
 
 
-def timing(home: Path, tag: str, parent: str) -> dict[str, float]:
-    """One LM epoch and one epoch of each classifier phase under the AVX2 caps; seconds per epoch kind, each
-    scaled by its process's CPU / wall seconds (on shared cores the wall time counts the others' turns too)."""
-    runs = {"lm": ("lm_finetune", f"{tag}-avx2-lm", [*LM, "train.epochs=1"]),
-            "clas": ("classify", f"{tag}-avx2-clas", [*CLAS, f"stage.parent={parent}", "train.epochs=1",
-                                                       "train.patience=null", "train.unfreeze_phases=4"])}
+def lm_name(tag: str, epochs: int) -> str:
+    return f"{tag}-lm{epochs}"
+
+
+def clas_name(tag: str, recipe: str) -> str:
+    lm, phases, final = parse(recipe)
+    return f"{lm_name(tag, lm)}-p{phases}e{final}"
+
+
+def plan(recipes: list[str], tag: str) -> list[Step]:
+    """An LM per number of LM epochs the recipes ask for, then each recipe's classifier on its LM."""
+    lms = [Step("lm_finetune", lm_name(tag, lm), {**LM, "train.epochs": lm})
+           for lm in dict.fromkeys(parse(r)[0] for r in recipes)]
+    clas = [Step("classify", clas_name(tag, r), {**STEP, "stage.parent": lm_name(tag, lm),
+                                                "train.unfreeze_phases": phases, "train.epochs": final})
+            for r in recipes for lm, phases, final in [parse(r)]]
+    return lms + clas
+
+
+def timing_steps(tag: str, parent: str) -> dict[str, Step]:
+    """One LM epoch, and a classifier on LM ``parent`` with every phase one epoch long (no early stop)."""
+    return {"lm": Step("lm_finetune", f"{tag}-avx2-lm", {**LM, "train.epochs": 1}),
+            "clas": Step("classify", f"{tag}-avx2-clas", {**STEP, "stage.parent": parent, "train.epochs": 1,
+                                                          "train.patience": None, "train.unfreeze_phases": 4})}
+
+
+def timing(home: Path, steps: dict[str, Step]) -> dict[str, float]:
+    """``steps`` (``timing_steps``) under the AVX2 caps; seconds per epoch kind, each scaled by its process's
+    CPU / wall seconds (on shared cores the wall time counts the others' turns too)."""
+    (home / "logs").mkdir(parents=True, exist_ok=True)
     per: dict[str, float] = {}
-    for key, (stage, name, args) in runs.items():
-        measured = run(home, name, *args, env=AVX2_ENV)
+    for key, step in steps.items():
+        stage, name = step.stage, step.name
+        cpu = children_cpu_seconds()
+        # one step per call: its process's CPU seconds, and a log of its own for epoch_seconds
+        (wall,) = run_recipe(home, [step], log=home / "logs" / f"{name}.log", env=AVX2_ENV)
+        cpu = children_cpu_seconds() - cpu
         lineage = entry_lineage(home, stage, name)
         if "EMULATED AVX2-only" not in (lineage["environment"].get("cpu_emulation") or ""):
             raise SystemExit(f"{stage}/{name} did not run under the AVX2 caps; remove it and rerun")
-        if measured is None:  # reused: its rows are in the table already
+        if wall is None:  # reused: its rows are in the table already
             per.update({r["epoch"]: float(r["alone_s"]) for r in result_rows("quickstart_length_epochs")
                         if r["run"] == name})
             continue
-        wall, cpu = measured
         train_s = entry_metrics(home, stage, name)["train_seconds"]
         for phase, seconds in epoch_seconds(home, name):
             kind = "lm" if key == "lm" else f"phase{phase}"
@@ -109,17 +124,12 @@ def main() -> None:
     ap.add_argument("--tag", default="qlen", help="prefix of the entries")
     args = ap.parse_args()
     home, recipes = args.home.resolve(), [r.strip() for r in args.recipes.split(",")]
-    lm_names = {}
-    for lm in dict.fromkeys(parse(r)[0] for r in recipes):  # LMs first: the timing classifier needs one
-        lm_names[lm] = f"{args.tag}-lm{lm}"
-        run(home, lm_names[lm], *LM, f"train.epochs={lm}")
-    per = timing(home, args.tag, lm_names[parse(recipes[0])[0]])
+    home.mkdir(parents=True, exist_ok=True)
+    run_recipe(home, plan(recipes, args.tag), log=home / "quickstart_length.log")
+    per = timing(home, timing_steps(args.tag, lm_name(args.tag, parse(recipes[0])[0])))
     for recipe in recipes:
-        lm, phases, final = parse(recipe)
-        name = f"{args.tag}-lm{lm}-p{phases}e{final}"
-        run(home, name, *CLAS, f"stage.parent={lm_names[lm]}", f"train.unfreeze_phases={phases}",
-            f"train.epochs={final}")
-        lm_m, clas_m = entry_metrics(home, "lm_finetune", lm_names[lm]), entry_metrics(home, "classify", name)
+        lm, name = lm_name(args.tag, parse(recipe)[0]), clas_name(args.tag, recipe)
+        lm_m, clas_m = entry_metrics(home, "lm_finetune", lm), entry_metrics(home, "classify", name)
         history = [round(100 * e["accuracy"], 1) for p in clas_m["phases"] for e in p["history"]]
         acc, n_valid = clas_m["valid_accuracy"], clas_m["n_valid"]
         row = {"recipe": recipe, "date": stamp(), "lm_epochs_run": lm_m["epochs"],

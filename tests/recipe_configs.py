@@ -42,7 +42,7 @@ def pipeline_steps() -> Steps:
 
 def script_steps() -> Steps:
     from experiments import (ablations, general_lm, imdb_cpu, imdb_transfer, own_csv, pretraining_ablation,
-                             sample_efficiency, tasks, trec_cpu, trec_ensemble, wikitext2_cpu)
+                             quickstart_length, sample_efficiency, tasks, trec_cpu, trec_ensemble, wikitext2_cpu)
     trec, imdb, wt2 = D / "trec", D / "imdb", D / "wikitext-2"
     csv = {name: (D / name / "train.csv", D / name / "test.csv") for name in own_csv.DATASETS}
     own = [own_csv.plan(name, "csv", None, list(own_csv.METHODS), [], *csv[name]) for name in own_csv.DATASETS]
@@ -65,6 +65,8 @@ def script_steps() -> Steps:
         "wikitext2_cpu": [wikitext2_cpu.step("wt2-cpu-T", wt2)],
         "own_csv": [s for lm, runs in own for s in (lm, *runs.values())],
         "trec_ensemble": trec_ensemble.plan([42, 43, 44], trec),
+        "quickstart_length": quickstart_length.plan(quickstart_length.RECIPES.split(","), "qlen")
+        + list(quickstart_length.timing_steps("qlen", "qlen-lm10").values()),
         "tasks": [s for d in tasks.TASKS for lm, runs in [tasks.plan(d, "tasks", list(tasks.METHODS), (
             D / d / "train.csv", D / d / "test.csv"), (D / "lm" / "train.csv", D / "lm" / "test.csv"))]
                   for s in ([lm] if lm else []) + list(runs.values())],

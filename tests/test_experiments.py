@@ -63,7 +63,7 @@ def test_run_recipe_reuses_finished_entries_and_resumes_interrupted_ones(tmp_pat
     is not run again, a step with a checkpoint continues with resume=true, any other starts afresh."""
     from ulmfit.checkpoint import checkpoint_dir
     ran = []
-    monkeypatch.setattr(common, "run_ulmfit", lambda *args, home, log=None: ran.append(list(args)))
+    monkeypatch.setattr(common, "run_ulmfit", lambda *args, home, log=None, env=None: ran.append(list(args)))
     (tmp_path / "store" / "lm_finetune" / "done").mkdir(parents=True)
     (tmp_path / "store" / "lm_finetune" / "done" / "lineage.json").write_text('{"created": "2026-12-01T00:00:00"}')
     (checkpoint_dir(tmp_path / "store", "classify", "cut") / "epoch-0001").mkdir(parents=True)
@@ -424,3 +424,55 @@ def test_trec_ensemble_needs_two_distinct_members(monkeypatch, capsys):
         with pytest.raises(SystemExit) as exit_:
             trec_ensemble.main()
         assert exit_.value.code == 2 and "at least two --seeds, each given once" in capsys.readouterr().err
+
+
+def test_quickstart_length_runs_its_steps_and_timing_runs_through_run_recipe(tmp_path, monkeypatch):
+    """main() with the runs faked: the LM and classifier of a recipe through run_recipe (the one runner), then each
+    timing run alone, with the AVX2 caps in its environment and a log of its own whose fastai epoch times, scaled
+    by the process's CPU / wall seconds, give the estimate; a rerun that reuses every entry writes the same rows."""
+    import itertools
+    from experiments import quickstart_length as qlen
+    from ulmfit.emulation import AVX2_ENV
+    calls, ran = [], True
+    epochs = {"qlen-avx2-lm": "epoch 1/1: train_loss 4.2  valid_loss 3.7  time 01:40\n",
+              "qlen-avx2-clas": "".join(f"phase {k}/5, epoch 1/1: train_loss 0.9  valid_loss 0.7  time 00:{10 * k}\n"
+                                        for k in range(1, 6))}
+
+    def run_recipe(home, steps, log=None, env=None):
+        calls.append(([s.name for s in steps], log, env))
+        for step in steps:
+            if ran and step.name in epochs:
+                log.write_text(f"step 5/10, loss 1.0\n{epochs[step.name]}")
+        return [10.0 if ran else None for _ in steps]
+    monkeypatch.setattr(qlen, "run_recipe", run_recipe)
+    monkeypatch.setattr(qlen, "children_cpu_seconds", lambda count=itertools.count(0, 5): float(next(count)))
+    monkeypatch.setattr(qlen, "entry_lineage", lambda home, stage, name: {
+        "precision": "fp32", "environment": {"cpu_emulation": "EMULATED AVX2-only (...)"}})
+    lm = {"epochs": 4, "valid_perplexity": 31.8, "train_seconds": 100.0}
+    clas = {"phases": [{"history": [{"accuracy": 0.7}]}, {"history": [{"accuracy": 0.8}]}], "valid_accuracy": 0.8,
+            "n_valid": 100, "kept_epoch": {"phase": 1, "epoch": 0}, "valid_loss": 0.5, "train_seconds": 50.0}
+    monkeypatch.setattr(qlen, "entry_metrics", lambda home, stage, name: lm if stage == "lm_finetune" else clas)
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
+    home = tmp_path / "home"
+    monkeypatch.setattr("sys.argv", ["quickstart_length", "--home", str(home), "--recipes", "4:2:2"])
+    qlen.main()
+
+    assert calls == [(["qlen-lm4", "qlen-lm4-p2e2"], home / "quickstart_length.log", None),
+                     (["qlen-avx2-lm"], home / "logs" / "qlen-avx2-lm.log", AVX2_ENV),
+                     (["qlen-avx2-clas"], home / "logs" / "qlen-avx2-clas.log", AVX2_ENV)]
+    table = {r["epoch"]: (r["run"], r["wall_s"], r["process_cpu_per_wall"], r["alone_s"])
+             for r in read(tmp_path / "results" / "quickstart_length_epochs.csv")}
+    assert table == {"lm": ("qlen-avx2-lm", "100", "0.5", "50.0"),
+                     **{f"phase{k}": ("qlen-avx2-clas", str(10 * k), "0.5", f"{5.0 * k}") for k in range(1, 6)}}
+    row, = read(tmp_path / "results" / "quickstart_length.csv")
+    assert (row["recipe"], row["valid_acc_per_epoch"], row["kept"], row["train_s"], row["est_avx2_train_s"]) == \
+        ("4:2:2", "70.0 80.0", "phase 2, epoch 1", "150", str(4 * 50 + 5 + 10 + 2 * 25))
+
+    ran = False  # every entry exists: the epoch table is read back, nothing is timed again (no log to read)
+    for log in (home / "logs").iterdir():
+        log.unlink()
+    qlen.main()
+    again, = read(tmp_path / "results" / "quickstart_length.csv")
+    assert {**again, "date": ""} == {**row, "date": ""}
+    assert {r["epoch"]: r["alone_s"] for r in read(tmp_path / "results" / "quickstart_length_epochs.csv")} == \
+        {k: v[3] for k, v in table.items()}
