@@ -87,8 +87,8 @@ def test_regression_end_to_end(tmp_path, mini_imdb):
     assert json.loads((tmp_path / "e.json").read_text())["spearman"] == pytest.approx(m["test_spearman"], rel=1e-5)
 
     ridge = _run("tfidf", tmp_path, *data, "run_name=ridge").metrics  # TF-IDF + ridge, alpha chosen on validation
-    assert ridge["alpha"] in [0.1, 0.3, 1, 3, 10, 30] and set(ridge["valid_loss_by_alpha"]) == {
-        "0.1", "0.3", "1", "3", "10", "30"} and ridge["test_rmse"] > 0
+    assert ridge["alpha"] in [0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30] and set(ridge["valid_loss_by_alpha"]) == {
+        "0.01", "0.03", "0.1", "0.3", "1", "3", "10", "30"} and ridge["test_rmse"] > 0
     before = _entries(tmp_path)
     for stage, fragment in [("nbsvm", "use stage=tfidf"), ("probe", "compare stage=classify with stage=tfidf")]:
         with pytest.raises(UsageError, match=fragment):

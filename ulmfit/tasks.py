@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ulmfit.errors import UsageError
 from ulmfit.options import TASK_MONITORS, TASKS
+
+if TYPE_CHECKING:
+    from fastai.losses import BaseLoss
 
 CLASSIFICATION, MULTILABEL, REGRESSION = TASKS
 HEADLINE = {CLASSIFICATION: ("accuracy",), MULTILABEL: ("micro_f1", "macro_f1", "exact_match"),
@@ -147,7 +150,7 @@ class Task:
         ``y_range``): the first predictions sit mid-range instead of at 0, and none falls outside the scale."""
         return [float(targets.min()), float(targets.max())] if self.name == REGRESSION else None
 
-    def loss_func(self):
+    def loss_func(self) -> "BaseLoss":
         """fastai's flat loss for the task; its ``activation`` turns the outputs into what ``get_preds`` returns
         (class probabilities, label probabilities, the number)."""
         from fastai.losses import BCEWithLogitsLossFlat, CrossEntropyLossFlat, MSELossFlat
