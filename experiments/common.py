@@ -13,7 +13,7 @@ import argparse
 import csv
 import datetime as dt
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,9 +23,9 @@ from ulmfit.processes import run_module, run_ulmfit
 from ulmfit.recipes import Step, as_overrides, finished, run_steps
 from ulmfit.report import hardware
 
-__all__ = ["REPO", "RESULTS", "SHARED_DATA", "Step", "append_result", "as_overrides", "backward_step", "entry_config",
-           "entry_lineage", "entry_metrics", "entry_parent", "experiment_parser", "hardware", "has_entry", "recipe",
-           "recipe_text", "result_rows", "run_module", "run_recipe", "run_ulmfit", "stamp"]
+__all__ = ["REPO", "RESULTS", "SHARED_DATA", "Step", "append_result", "as_overrides", "csv_dataset", "backward_step",
+           "entry_config", "entry_lineage", "entry_metrics", "entry_parent", "experiment_parser", "hardware",
+           "has_entry", "recipe", "recipe_text", "result_rows", "run_module", "run_recipe", "run_ulmfit", "stamp"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "experiments" / "results"
@@ -119,6 +119,16 @@ def experiment_parser(doc: str, dataset: str, tag: str, pretrain: str | None = N
     ap.add_argument("--tag", default=tag, help="prefix of the entries this run writes (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=42)
     return ap
+
+
+def csv_dataset(home: Path, name: str, shared: Path, build: Callable[[Path, Path], None]) -> tuple[Path, Path]:
+    """``<home>/csv/<name>/{train,test}.csv``, written once by ``build(shared, out)`` (a rerun reuses them, so every
+    method of a resumed study reads the same rows); the paths of the two files."""
+    out = home / "csv" / name
+    if not (out / "test.csv").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        build(shared, out)
+    return out / "train.csv", out / "test.csv"
 
 
 def stamp() -> str:

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.common import (SHARED_DATA, Step, append_result, backward_step, entry_lineage, entry_metrics,
-                                entry_parent, hardware, result_rows, run_recipe, run_ulmfit, stamp)
+from experiments.common import (SHARED_DATA, Step, append_result, backward_step, csv_dataset, entry_lineage,
+                                entry_metrics, entry_parent, hardware, result_rows, run_recipe, run_ulmfit, stamp)
 from ulmfit.directions import BOTH, FORWARD, backward_name
 
 DATASETS = ("ag_news", "imdb10k", "sentiment_dev")
@@ -103,11 +103,7 @@ BUILDERS = {"ag_news": ag_news, "imdb10k": imdb10k, "sentiment_dev": sentiment_d
 
 
 def dataset_files(home: Path, name: str, shared: Path) -> tuple[Path, Path]:
-    out = home / "csv" / name
-    if not (out / "test.csv").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        BUILDERS[name](shared, out)
-    return out / "train.csv", out / "test.csv"
+    return csv_dataset(home, name, shared, BUILDERS[name])
 
 
 def plan(dataset: str, tag: str, lm_tag: str | None, methods: list[str], settings: list[str], train: Path,

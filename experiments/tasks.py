@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.common import (SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware,
-                                result_rows, run_recipe)
+from experiments.common import (SHARED_DATA, Step, append_result, csv_dataset, entry_lineage, entry_metrics,
+                                hardware, result_rows, run_recipe)
 
 TASKS = {"trec50": "classification", "trec_multilabel": "multilabel", "imdb_ratings": "regression"}
 LM_OF = {"trec50": "trec", "trec_multilabel": "trec", "imdb_ratings": "imdb_ratings"}  # whose texts each LM reads
@@ -80,11 +80,7 @@ BUILDERS = {"trec50": lambda s, o: trec(s, o, both=False), "trec_multilabel": la
 
 
 def dataset_files(home: Path, name: str, shared: Path) -> tuple[Path, Path]:
-    out = home / "csv" / name
-    if not (out / "test.csv").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        BUILDERS[name](shared, out)
-    return out / "train.csv", out / "test.csv"
+    return csv_dataset(home, name, shared, BUILDERS[name])
 
 
 def methods_of(dataset: str, methods: list[str]) -> list[str]:

@@ -287,15 +287,21 @@ def test_pretraining_ablation_runs_each_source_and_writes_a_row(tmp_path, monkey
                                                                   ("general", "10.0")]
 
 
+def _two_question_trec(tmp_path: Path) -> Path:
+    """A TREC folder with two training and two test questions, for scripts whose runs are faked."""
+    trec = tmp_path / "trec"
+    trec.mkdir()
+    (trec / "train_5500.label").write_text("HUM:ind Who was Galileo ?\nLOC:city Where is Aspen ?\n")
+    (trec / "TREC_10.label").write_text("NUM:dist How far is Denver ?\nHUM:desc Who was Newton ?\n")
+    return trec
+
+
 def test_trec_ensemble_trains_each_seed_on_one_lm_and_scores_them_together(tmp_path, monkeypatch):
     """main() with the runs recorded instead of executed: one LM (trec_cpu's), one classifier per seed with only
     the seed changed (seed 42's is trec_cpu's entry), then stage=evaluate on every member at once, and a row
     with each member's error and the ensemble's."""
     from experiments import trec_ensemble
-    trec = tmp_path / "trec"
-    trec.mkdir()
-    (trec / "train_5500.label").write_text("HUM:ind Who was Galileo ?\nLOC:city Where is Aspen ?\n")
-    (trec / "TREC_10.label").write_text("NUM:dist How far is Denver ?\nHUM:desc Who was Newton ?\n")
+    trec = _two_question_trec(tmp_path)
     calls, cli = [], []
     monkeypatch.setattr(trec_ensemble, "run_recipe", lambda home, steps, log=None: calls.extend(steps))
 
@@ -348,10 +354,7 @@ def test_trec_ensemble_direction_both_adds_each_members_backward_model(tmp_path,
     recipe and seed), then each forward + backward pair and all of them scored with stage=evaluate direction=both;
     the row has the backward, pair and overall figures beside the forward ones."""
     from experiments import trec_ensemble
-    trec = tmp_path / "trec"
-    trec.mkdir()
-    (trec / "train_5500.label").write_text("HUM:ind Who was Galileo ?\nLOC:city Where is Aspen ?\n")
-    (trec / "TREC_10.label").write_text("NUM:dist How far is Denver ?\nHUM:desc Who was Newton ?\n")
+    trec = _two_question_trec(tmp_path)
     calls, cli = [], []
     monkeypatch.setattr(trec_ensemble, "run_recipe", lambda home, steps, log=None: calls.extend(steps))
     # forward alone 0.90, a pair 0.95, all four 0.97
