@@ -49,24 +49,26 @@ def main() -> None:
     run_recipe(home, [step(args.corpus.resolve(), args.backwards)], log=home / f"{name}.log")
     m, lineage = entry_metrics(home, "pretrain", name), entry_lineage(home, "pretrain", name)
     wt2 = wikitext2_perplexity(home, name, args.wikitext.resolve())
-    row = {"date": stamp(), "entry": name, "direction": "backward" if args.backwards else "forward", "train_tokens": m["train_tokens"], "vocab": m["vocab_size"],
+    row = {"date": stamp(), "entry": name, "direction": "backward" if args.backwards else "forward",
+           "train_tokens": m["train_tokens"], "vocab": m["vocab_size"],
            "valid_ppl": round(m["valid_perplexity"], 1), "test_ppl": round(m["test_perplexity"], 1),
            "wt2_test_ppl": round(wt2["perplexity"], 1), "wt2_test_oov_pct": round(100 * wt2["oov_rate"], 2),
            "train_h": round(m["train_seconds"] / 3600, 2), "tokens_per_s": round(m["tokens_per_second"]),
-           "precision": lineage["precision"], "resumed": len(lineage.get("resumed", []))}
+           "precision": lineage["precision"], "resumed": len(lineage.get("resumed", [])), "hardware": hardware()}
     if args.ship:
         from ulmfit.shipped import export
         out = export(home / "store" / "pretrain" / name, SHIPPED[args.backwards])
         row["shipped_mb"] = round((out / "model.safetensors").stat().st_size / 2**20, 1)
-    print(append_result("general_lm", row, "The shipped general-domain LM", (
-        f"`python -m experiments.general_lm` on {hardware()}.\n"
+    print(append_result("general_lm", row, "The shipped general-domain LMs", (
+        "`python -m experiments.general_lm [--backwards]`; each row's machine in its `hardware` column.\n"
         "Recipe `experiment=general_lm_cpu`: `awd_lstm_cpu` (emb 200, 3×576, tied), vocab 30k (min_freq 3), one "
         "epoch over a seeded 20M-token subset of whole documents of the 101M-token Wikipedia + Gutenberg corpus, "
         "one-cycle LR 1e-2, drop_mult 0.1, bs 64, bptt 70, Adam(0.7, 0.99), `precision=auto`. valid/test: the "
         "corpus's own splits (0.50M / 0.70M fastai tokens, mostly Wikipedia). WikiText-2 test: its text through the "
         "same tokenizer and vocabulary (`stage=perplexity`; WikiText's `<unk>` and words outside the 30k vocabulary "
         "count as xxunk, `wt2_test_oov_pct`), so it is not comparable to published WikiText-2 perplexities. "
-        "train_h: training time of the run, over `resumed` interruptions; tokens_per_s: its average."), key="entry"))
+        "train_h: training time of the run, over `resumed` interruptions; tokens_per_s: its average. `backward`: the "
+        "same subset and vocabulary, each document read right to left."), key="entry"))
 
 
 if __name__ == "__main__":
