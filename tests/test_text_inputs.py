@@ -112,3 +112,26 @@ def test_a_text_column_the_file_lacks_stops_the_run(fields, tmp_path):
     assert str(e.value) == (f"{fields / 'train.csv'} has no column 'summary' (columns: ['title', 'body', 'label']). "
                             f"Set data.text_cols / data.label_col to the right names.")
     assert not (tmp_path / "store").exists() or not Store(tmp_path / "store").entries("lm_finetune")
+
+
+def test_the_subword_study_composes_the_same_budget_for_each_tokenizer():
+    """experiments.subword's steps compose and validate, and differ between the tokenizers only in data.tokenizer
+    (and the entries they name): the same data, model, budget and training for each."""
+    import argparse
+    from omegaconf import OmegaConf
+    from experiments.subword import TOKENIZERS, steps
+    from ulmfit.config import compose as compose_config
+    from ulmfit.schema import validate
+    args = argparse.Namespace(seed=42, precision="auto", sp_vocab=None, wikitext=Path("/w"), trec=Path("/t"),
+                              lm_tokens=1000, epochs=1, lr=3e-3)
+    composed = {}
+    for tokenizer in TOKENIZERS:
+        for step in steps("s", tokenizer, args):
+            cfg = compose_config(*step.args())
+            validate(cfg)
+            composed[tokenizer, step.stage] = OmegaConf.to_container(cfg, resolve=False)
+    for stage in ("pretrain", "lm_finetune", "classify"):
+        words, pieces = composed["spacy", stage], composed["sentencepiece", stage]
+        assert (words["data"].pop("tokenizer"), pieces["data"].pop("tokenizer")) == TOKENIZERS
+        assert [words[k] for k in ("data", "model", "train")] == [pieces[k] for k in ("data", "model", "train")]
+    assert composed["spacy", "pretrain"]["stage"]["lm_tokens"] == 1000
