@@ -95,9 +95,8 @@ CASES = {
                                           *imdb_csv(m), "stage.parent=pre"][1:], "vocab.json has", 2),
     "direction mismatch": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "stage.parent=pre", "direction=backward"],
                            "forward model", 2),
-    # a backward run, or both directions, from a parent without its backward model (pre-bwd): what to make, and how
-    "backward run without a backward parent": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "direction=backward"],
-                                               "There is no pretrain/pre-bwd, the backward model beside pretrain/pre", 2),
+    # both directions from a parent without its backward model (pre-bwd): what to make, and how. (A backward run
+    # with no parent named now starts from the shipped general-lm-bwd; one naming a forward parent is the mismatch.)
     "both directions without a backward parent": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "direction=both",
                                                                 "stage.parent=pre"],
                                                   "There is no pretrain/pre-bwd, the backward model beside pretrain/pre", 2),
