@@ -1,7 +1,8 @@
-"""SentencePiece subwords vs spaCy words (``data.tokenizer``) with the same pretraining budget for each, on TREC-6.
-Writes experiments/results/subword.{md,csv}.
+"""SentencePiece subwords vs spaCy words (``data.tokenizer``) with the same pretraining budget for each, on TREC-6
+and on IMDB at 1,000 labels. Writes experiments/results/subword.{md,csv} (TREC-6) and subword_imdb1k.{md,csv}.
 
-    python -m experiments.subword --home runs-sp/          # both tokenizers; rerun: finished steps are reused
+    python -m experiments.subword --home runs-sp/                  # TREC-6, both tokenizers; rerun: finished steps are reused
+    python -m experiments.subword --home runs-sp/ --tasks imdb1k   # IMDB at 1,000 labels from the same pretrained LMs
 
 For each tokenizer: the CPU-sized AWD-LSTM pretrained on WikiText-2 (experiment=wikitext2_cpu) for --epochs passes
 over --lm-tokens tokens of its train text (``stage.lm_tokens``: the same number of tokens, so about the same compute,
@@ -10,6 +11,11 @@ trec_cpu_lm_finetune, then trec_cpu_classify), and TF-IDF on spaCy words on the 
 SentencePiece model is trained on the WikiText-2 train text (``data.sp_vocab_size``: --sp-vocab, default fastai's
 choice) and reused by the TREC steps. WikiText-2 test perplexities are per token of each tokenizer, and per spaCy
 token (the pieces' total loss over the words' count, from the token caches), which compares the two.
+
+``imdb1k``: from each tokenizer's pretrained LM, LM fine-tuning on --imdb-lm-tokens tokens of IMDB train + unsup
+(experiment=imdb_cpu_lm_finetune with that budget, the same for each), then experiments.imdb_transfer's classifier
+on its 1,000-label draw 1 (incl. 100 validation), scored on its fixed 5,000 test reviews, beside TF-IDF on the
+same draw.
 """
 
 from __future__ import annotations
@@ -20,18 +26,29 @@ import math
 import resource
 from pathlib import Path
 
+from dataclasses import replace
+
+from experiments import imdb_transfer
 from experiments.common import (SHARED_DATA, Step, append_result, entry_lineage, entry_metrics, hardware,
                                 recipe_text, run_recipe, stamp)
 
 TOKENIZERS = ("spacy", "sentencepiece")
+TASKS = ("trec", "imdb1k")
+IMDB_LABELS, IMDB_DRAW, IMDB_TEST = 1000, 1, 5000  # imdb_transfer's budget, label draw and test subset
 
 
-def steps(tag: str, tokenizer: str, args: argparse.Namespace) -> list[Step]:
-    """Pretrain -> TREC LM -> TREC classifier with one tokenizer; ``args``: the budget and data folders."""
+def _tokenizer(tokenizer: str, args: argparse.Namespace) -> dict[str, object]:
+    """The overrides every step of one tokenizer shares."""
     data = {"data.tokenizer": tokenizer, "seed": args.seed, "train.precision": args.precision,
             "tokenizer.n_workers": 1}  # one process, as every step's one thread
     if tokenizer == "sentencepiece":
         data["data.sp_vocab_size"] = args.sp_vocab
+    return data
+
+
+def steps(tag: str, tokenizer: str, args: argparse.Namespace) -> list[Step]:
+    """Pretrain -> TREC LM -> TREC classifier with one tokenizer; ``args``: the budget and data folders."""
+    data = _tokenizer(tokenizer, args)
     pre, ft = f"{tag}-{tokenizer}-wt2", f"{tag}-{tokenizer}-trec-ft"
     return [Step("pretrain", pre, {"experiment": "wikitext2_cpu", "data.root": args.wikitext, **data,
                                    "stage.lm_tokens": args.lm_tokens, "train.epochs": args.epochs,
@@ -40,6 +57,17 @@ def steps(tag: str, tokenizer: str, args: argparse.Namespace) -> list[Step]:
                                      "stage.parent": pre}),
             Step("classify", f"{tag}-{tokenizer}-trec-clas", {"experiment": "trec_cpu_classify", "data.root": args.trec,
                                                              **data, "stage.parent": ft})]
+
+
+def imdb_steps(tag: str, tokenizer: str, args: argparse.Namespace) -> list[Step]:
+    """IMDB LM (from ``steps``' pretrained LM) -> classifier on imdb_transfer's 1,000-label draw, one tokenizer."""
+    data = _tokenizer(tokenizer, args)
+    ft = Step("lm_finetune", f"{tag}-{tokenizer}-imdb-ft", {"experiment": "imdb_cpu_lm_finetune", "data.root": args.imdb,
+                                                            **data, "stage.parent": f"{tag}-{tokenizer}-wt2",
+                                                            "stage.lm_tokens": args.imdb_lm_tokens})
+    clas = imdb_transfer.run_plan("ulmfit", IMDB_LABELS, IMDB_DRAW, args.imdb, IMDB_TEST)
+    return [ft, replace(clas, name=f"{tag}-{tokenizer}-imdb1k-clas",
+                        overrides={**clas.overrides, **data, "stage.parent": ft.name})]
 
 
 def timed(home: Path, plan: list[Step], log: Path) -> list[tuple[float | None, float]]:
@@ -74,25 +102,8 @@ def pieces(home: Path, name: str) -> int | str:
     return SentencePieceProcessor(model_file=str(path)).get_piece_size()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
-    ap.add_argument("--wikitext", type=Path, default=SHARED_DATA / "wikitext-2")
-    ap.add_argument("--trec", type=Path, default=SHARED_DATA / "trec")
-    ap.add_argument("--tag", default="subword", help="prefix of the entries (default: %(default)s)")
-    ap.add_argument("--lm-tokens", type=int, default=1_200_000, help="pretraining tokens per epoch, each tokenizer "
-                    "(WikiText-2's train part: 2.37M spaCy tokens)")
-    ap.add_argument("--epochs", type=int, default=1, help="pretraining epochs (default: %(default)s)")
-    ap.add_argument("--lr", type=float, default=3e-3, help="pretraining's peak LR (the recipe's 1e-2 sent a one-epoch "
-                    "run of 1.2M tokens into a loss spike it spent the epoch recovering from; experiments/README.md)")
-    ap.add_argument("--sp-vocab", type=int, default=None, help="SentencePiece pieces (default: fastai's choice)")
-    ap.add_argument("--precision", default="auto", help="train.precision of every step (the TREC recipes': fp32)")
-    ap.add_argument("--seed", type=int, default=42)
-    args = ap.parse_args()
-    home = args.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    args.wikitext, args.trec = args.wikitext.resolve(), args.trec.resolve()
-
+def trec(home: Path, args: argparse.Namespace) -> str:
+    """TREC-6 per tokenizer, beside TF-IDF; the table so far."""
     tfidf = Step("tfidf", f"{args.tag}-trec-tfidf", {"data": "trec", "data.root": args.trec, "seed": args.seed})
     run_recipe(home, [tfidf], log=home / f"{args.tag}.log")
     tfidf_error = 100 * entry_metrics(home, "tfidf", tfidf.name)["test_error_rate"]
@@ -131,7 +142,69 @@ def main() -> None:
             "TF-IDF: word 1-2-grams on spaCy tokens, C chosen on the same validation split. Test: TREC_10 (500 "
             "questions). *_min: wall minutes of each step (other jobs shared the 2 cores: see cpu_min, the "
             "steps' CPU minutes, one thread each)."), key="run")
-    print(md)
+    return md
+
+
+def imdb1k(home: Path, args: argparse.Namespace) -> str:
+    """IMDB at 1,000 labels per tokenizer (from the pretrained LMs of the TREC study's first step), beside TF-IDF on
+    the same draw; the table so far."""
+    log = home / f"{args.tag}.log"
+    tfidf = imdb_transfer.run_plan("tfidf", IMDB_LABELS, IMDB_DRAW, args.imdb, IMDB_TEST)
+    tfidf = replace(tfidf, name=f"{args.tag}-imdb1k-tfidf")
+    run_recipe(home, [tfidf], log=log)
+    tfidf_accuracy = entry_metrics(home, "tfidf", tfidf.name)["test_accuracy"]
+    md = ""
+    for tokenizer in TOKENIZERS:
+        plan = [steps(args.tag, tokenizer, args)[0], *imdb_steps(args.tag, tokenizer, args)]
+        times = timed(home, plan, log)
+        (pre, ft, clas), (p, f, c) = plan, (entry_metrics(home, s.stage, s.name) for s in plan)
+        wall = [m["train_seconds"] if w is None else w for (w, _), m in zip(times, (p, f, c))]
+        row = {"date": stamp(), "run": f"{args.tag}-{tokenizer}-imdb1k", "tokenizer": tokenizer,
+               "sp_pieces": pieces(home, pre.name), "pretrain_entry": pre.name,
+               "imdb_lm_tokens": f["train_tokens"], "imdb_lm_vocab": f["vocab_size"],
+               "imdb_lm_ppl_before": round(f["valid_perplexity_before"], 1),
+               "imdb_lm_ppl_after": round(f["valid_perplexity"], 1),
+               "n_train": c["n_train"], "n_valid": c["n_valid"], "n_test": c["n_test"],
+               "test_accuracy": round(c["test_accuracy"], 4), "tfidf_test_accuracy": round(tfidf_accuracy, 4),
+               "imdb_lm_min": round(wall[1] / 60, 1), "clas_min": round(wall[2] / 60, 1),
+               "precision": entry_lineage(home, "classify", clas.name).get("precision", ""), "hardware": hardware()}
+        md = append_result("subword_imdb1k", row, "SentencePiece subwords vs spaCy words, IMDB at 1,000 labels", (
+            "`python -m experiments.subword --tasks imdb1k`; each row's machine in its `hardware` column.\n\n"
+            "Per tokenizer: the pretrained LM of `subword.md` (WikiText-2, the same token budget for each), LM "
+            f"fine-tuning {recipe_text('imdb_cpu_lm_finetune')} with `stage.lm_tokens={args.imdb_lm_tokens}` "
+            "(the same number of tokens for each: pieces or words), then experiments.imdb_transfer's ULMFiT "
+            f"classifier on its label draw {IMDB_DRAW} of {IMDB_LABELS:,} reviews (incl. 10% validation) and "
+            f"fixed {IMDB_TEST:,} test reviews; every step `train.precision={args.precision}` (what ran: "
+            "precision), seed 42. IMDB LM perplexities are per token of each tokenizer (not comparable across "
+            "them). TF-IDF: word 1-2-grams on spaCy tokens, the same draw, C on the same validation. *_min: wall "
+            "minutes of the IMDB LM fine-tuning and the classifier."), key="run")
+    return md
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--home", type=Path, default=Path("runs"), help="ULMFIT_HOME: store + token cache")
+    ap.add_argument("--wikitext", type=Path, default=SHARED_DATA / "wikitext-2")
+    ap.add_argument("--trec", type=Path, default=SHARED_DATA / "trec")
+    ap.add_argument("--tag", default="subword", help="prefix of the entries (default: %(default)s)")
+    ap.add_argument("--lm-tokens", type=int, default=1_200_000, help="pretraining tokens per epoch, each tokenizer "
+                    "(WikiText-2's train part: 2.37M spaCy tokens)")
+    ap.add_argument("--epochs", type=int, default=1, help="pretraining epochs (default: %(default)s)")
+    ap.add_argument("--lr", type=float, default=3e-3, help="pretraining's peak LR (the recipe's 1e-2 sent a one-epoch "
+                    "run of 1.2M tokens into a loss spike it spent the epoch recovering from; experiments/README.md)")
+    ap.add_argument("--sp-vocab", type=int, default=None, help="SentencePiece pieces (default: fastai's choice)")
+    ap.add_argument("--precision", default="auto", help="train.precision of every step (the TREC recipes': fp32)")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--tasks", nargs="+", default=["trec"], choices=TASKS, help="trec (default) and/or imdb1k")
+    ap.add_argument("--imdb", type=Path, default=SHARED_DATA / "imdb")
+    ap.add_argument("--imdb-lm-tokens", type=int, default=3_000_000, help="IMDB LM fine-tuning tokens, each "
+                    "tokenizer (imdb1k)")
+    args = ap.parse_args()
+    home = args.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    args.wikitext, args.trec, args.imdb = args.wikitext.resolve(), args.trec.resolve(), args.imdb.resolve()
+    for task in args.tasks:
+        print(trec(home, args) if task == "trec" else imdb1k(home, args))
 
 
 if __name__ == "__main__":

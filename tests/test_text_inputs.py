@@ -115,23 +115,28 @@ def test_a_text_column_the_file_lacks_stops_the_run(fields, tmp_path):
 
 
 def test_the_subword_study_composes_the_same_budget_for_each_tokenizer():
-    """experiments.subword's steps compose and validate, and differ between the tokenizers only in data.tokenizer
-    (and the entries they name): the same data, model, budget and training for each."""
+    """experiments.subword's steps (TREC-6 and IMDB at 1,000 labels) compose and validate, and differ between the
+    tokenizers only in data.tokenizer (and the entries they name): the same data, model, budget and training."""
     import argparse
     from omegaconf import OmegaConf
-    from experiments.subword import TOKENIZERS, steps
+    from experiments.subword import TOKENIZERS, imdb_steps, steps
     from ulmfit.config import compose as compose_config
     from ulmfit.schema import validate
     args = argparse.Namespace(seed=42, precision="auto", sp_vocab=None, wikitext=Path("/w"), trec=Path("/t"),
-                              lm_tokens=1000, epochs=1, lr=3e-3)
+                              imdb=Path("/i"), lm_tokens=1000, imdb_lm_tokens=2000, epochs=1, lr=3e-3)
     composed = {}
     for tokenizer in TOKENIZERS:
-        for step in steps("s", tokenizer, args):
+        for step in [*steps("s", tokenizer, args), *imdb_steps("s", tokenizer, args)]:
             cfg = compose_config(*step.args())
             validate(cfg)
-            composed[tokenizer, step.stage] = OmegaConf.to_container(cfg, resolve=False)
-    for stage in ("pretrain", "lm_finetune", "classify"):
-        words, pieces = composed["spacy", stage], composed["sentencepiece", stage]
+            composed[tokenizer, step.name.replace(f"-{tokenizer}-", "-")] = OmegaConf.to_container(cfg, resolve=False)
+    names = ("s-wt2", "s-trec-ft", "s-trec-clas", "s-imdb-ft", "s-imdb1k-clas")
+    assert {name for _, name in composed} == set(names)
+    for name in names:
+        words, pieces = composed["spacy", name], composed["sentencepiece", name]
         assert (words["data"].pop("tokenizer"), pieces["data"].pop("tokenizer")) == TOKENIZERS
         assert [words[k] for k in ("data", "model", "train")] == [pieces[k] for k in ("data", "model", "train")]
-    assert composed["spacy", "pretrain"]["stage"]["lm_tokens"] == 1000
+    assert composed["spacy", "s-wt2"]["stage"]["lm_tokens"] == 1000
+    assert composed["spacy", "s-imdb-ft"]["stage"]["lm_tokens"] == 2000
+    assert composed["spacy", "s-imdb-ft"]["stage"]["parent"] == "s-spacy-wt2"
+    assert composed["spacy", "s-imdb1k-clas"]["data"]["n_train"] == 1000
