@@ -327,19 +327,38 @@ def test_lm_token_budget(tmp_path, chain, mini_imdb):
 def test_prediction_does_not_depend_on_eval_batch_size():
     """classify scores validation and test with train.eval_bs, not train.bs: batching (and the padding it adds)
     must not change a prediction, or results would depend on a speed setting."""
-    from ulmfit.stages.classify import predict_probs
+    from ulmfit.inference import docs_scores
     learn, _ = _tiny_classifier_learner()
     rng = np.random.default_rng(1)
     lengths = rng.integers(3, 60, size=40)
     docs = Docs(rng.integers(2, 50, size=int(lengths.sum())), np.concatenate([[0], np.cumsum(lengths)]), ["a"] * 40)
     learn.model.eval()
-    small, large = predict_probs(learn, docs, 3, 10), predict_probs(learn, docs, 40, 10)
+    small, large = docs_scores(learn, docs, 3, 10), docs_scores(learn, docs, 40, 10)
     assert small.shape == (40, 2)
     np.testing.assert_allclose(small, large, atol=1e-5)
     # texts within one chunk: batches are padded to their longest row, not to a whole chunk
     short = Docs(docs.ids[:int(np.minimum(lengths, 10).sum())], np.concatenate([[0], np.cumsum(np.minimum(lengths, 10))]),
                  ["a"] * 40)
-    np.testing.assert_allclose(predict_probs(learn, short, 3, 10), predict_probs(learn, short, 40, 10), atol=1e-5)
+    np.testing.assert_allclose(docs_scores(learn, short, 3, 10), docs_scores(learn, short, 40, 10), atol=1e-5)
+
+
+def test_classify_and_a_loaded_classifier_score_texts_alike_in_input_order():
+    """classify's validation/test scores and ``Classifier.predict_docs`` (predict, evaluate, a direction=both pair)
+    come from one function: the same model gives the same scores, row i for text i."""
+    from types import SimpleNamespace
+    from ulmfit.inference import Classifier, docs_scores
+    from ulmfit.precision import scoring_in_fp32
+    learn, _ = _tiny_classifier_learner()
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(3, 40, size=12)
+    docs = Docs(rng.integers(2, 50, size=int(lengths.sum())), np.concatenate([[0], np.cumsum(lengths)]), ["a"] * 12)
+    with scoring_in_fp32(learn):  # as classify scores (a loaded model predicts in fp32)
+        scores = docs_scores(learn, docs, 5, 10)
+        order = rng.permutation(12)  # the loader sorts by length: rows still follow the input
+        np.testing.assert_allclose(docs_scores(learn, docs.subset(order), 5, 10), scores[order], atol=1e-5)
+    assert scores.shape == (12, 2)
+    clf = Classifier(SimpleNamespace(model_info={"head": {"bptt": 10}}), learn.model, [], ["a", "b"], False)
+    np.testing.assert_allclose(clf.predict_docs(docs, 5), scores, atol=1e-5)
 
 
 def test_classification_batches_are_made_without_worker_processes():

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.core import DataLoaders
+from fastai.learner import Learner
 from fastai.text.learner import TextLearner
 
 from ulmfit.data.readers import Columns, open_text, read_table, text_columns
@@ -68,13 +69,23 @@ class Classifier:
 
     def predict_docs(self, docs: Docs, bs: int = 64) -> np.ndarray:
         """Class probabilities of texts already numericalized with this model's vocab, in input order."""
-        device = next(self.model.parameters()).device
-        dl = clas_loader(docs, None, bs, self.entry.model_info["head"]["bptt"], shuffle=False,
-                         device=device, backwards=self.backwards)
+        return docs_scores(self.model, docs, bs, self.entry.model_info["head"]["bptt"], self.backwards, self.task)
+
+
+def docs_scores(scorer: Learner | torch.nn.Module, docs: Docs, bs: int, bptt: int, backwards: bool = False,
+                task: Task = Task()) -> np.ndarray:
+    """``task``'s scores (``Task.scores``: class or label probabilities, a regression's numbers) of texts
+    numericalized with the model's vocab, in input order, from a length-sorted loader without targets (no loss
+    computed). ``scorer``: classify's trained learner (its precision callbacks apply), or a loaded classifier
+    model (``Classifier``: predict, evaluate, the backward half of a direction=both pair)."""
+    learn = scorer if isinstance(scorer, Learner) else None
+    device = learn.dls.device if learn is not None else next(scorer.parameters()).device
+    dl = clas_loader(docs, None, bs, bptt, shuffle=False, device=device, backwards=backwards)
+    if learn is None:
         # TextLearner's RNN callbacks unpack the classifier's (logits, raw, out) output and reset its state; the
         # loss's activation gives the task's scores (softmax, sigmoid, the number)
-        learn = TextLearner(DataLoaders(dl, dl, device=device), self.model, loss_func=self.task.loss_func())
-        return self.task.scores(probs_in_input_order(learn, dl))
+        learn = TextLearner(DataLoaders(dl, dl, device=device), scorer, loss_func=task.loss_func())
+    return task.scores(probs_in_input_order(learn, dl))
 
 
 def ensemble_entries(store: Store, names: Sequence[str] | None, direction: str = FORWARD) -> list[Entry]:

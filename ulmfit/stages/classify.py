@@ -20,13 +20,13 @@ import torch
 from omegaconf import DictConfig
 
 from ulmfit.data import build_vocab, labelled_classes, load_corpus, numericalize, scored_test, split_of
-from ulmfit.data.loaders import clas_dataloaders, clas_loader
+from ulmfit.data.loaders import clas_dataloaders
 from ulmfit.data.tokens import Docs, TokenizedCorpus
 from ulmfit.directions import BACKWARD, BOTH, FORWARD, backwards_flag, check_direction
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
-from ulmfit.evaluation import choose_threshold, ensemble_report, probs_in_input_order
-from ulmfit.inference import Classifier
+from ulmfit.evaluation import choose_threshold, ensemble_report
+from ulmfit.inference import Classifier, docs_scores
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import AUTO, CLASSIFY_PARENT_STAGES
@@ -114,7 +114,7 @@ def _run(cfg: DictConfig, pair: Entry | None = None) -> Entry:
         else None
     scored = {"valid": valid, **({"test": test} if test is not None else {})}
     with scoring_in_fp32(learn):  # the validation texts for a pair's figures, and another task's (below)
-        probs = {part: task.scores(predict_probs(learn, docs, cfg.train.eval_bs, cfg.train.bptt, backwards))
+        probs = {part: docs_scores(learn, docs, cfg.train.eval_bs, cfg.train.bptt, backwards, task)
                  for part, docs in scored.items() if part == "test" or pair is not None or task.name != CLASSIFICATION}
     threshold = None
     if task.name != CLASSIFICATION:  # its figures, and a multilabel threshold, from the kept epoch's predictions
@@ -136,12 +136,6 @@ def _run(cfg: DictConfig, pair: Entry | None = None) -> Entry:
     return save_entry(store, STAGE, name, cfg, model=learn.model, vocab=vocab, info=info, metrics=metrics,
                       lineage=lineage(cfg, corpus, taken, parent=parent, precision=precision, learn=learn),
                       curves=learn.curve_recorder.curves(), checkpoint=checkpoint, sp_model=sp_model)
-
-
-def predict_probs(learn, docs: Docs, bs: int, bptt: int, backwards: bool = False) -> np.ndarray:
-    """Class probabilities (label probabilities, numbers) for ``docs`` in their original order."""
-    dl = clas_loader(docs, None, bs, bptt, shuffle=False, device=learn.dls.device, backwards=backwards)
-    return probs_in_input_order(learn, dl)
 
 
 def _directions(ref: str, probs: dict[str, np.ndarray], pair: Entry, corpus: TokenizedCorpus, held: np.ndarray,
