@@ -17,8 +17,8 @@ from ulmfit.data.splits import holdout_split
 from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.precision import resolve_precision
-from ulmfit.training import (KeepBestEpoch, auto_epochs, clas_learner, fit_phases, kept_history, monitor_comp,
-                             seed_everything)
+from ulmfit.training import (KeepBestEpoch, StopEarly, auto_epochs, clas_learner, fit_phases, kept_history,
+                             monitor_comp, seed_everything)
 
 
 def _docs(n: int, seed: int = 0) -> Docs:
@@ -98,6 +98,21 @@ def test_a_resumed_run_keeps_the_epoch_an_uninterrupted_one_keeps(tmp_path):
     assert [len(r["history"]) for r in phases_b] == [len(r["history"]) for r in phases_a]
     a, b = learn_a.model.state_dict(), learn_b.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_both_trackers_continue_only_from_a_checkpoint_of_their_monitor():
+    """KeepBestEpoch and StopEarly read a checkpoint's best value alike (ResumableTracker): only one saved for
+    the same train.monitor, and not the state of a checkpoint that has none yet."""
+    keep, stop = KeepBestEpoch("accuracy"), StopEarly("accuracy", patience=2)
+    ours = {"monitor": "accuracy", "best": 0.8, "where": {"phase": 0, "epoch": 1, "accuracy": 0.8}, "wait": 1}
+    for saved, applies in ((ours, True), ({**ours, "monitor": "valid_loss"}, False),
+                           ({**ours, "best": None}, False), (None, False)):
+        assert keep.saved_best(saved) is applies and stop.saved_best(saved) is applies
+    keep.load_checkpoint_state({**ours, "monitor": "valid_loss"}, {})
+    assert keep.best is None and keep.checkpoint_state() == ({"monitor": "accuracy", "best": None, "where": None},
+                                                             None)
+    keep.load_checkpoint_state(ours, {})
+    assert keep.checkpoint_state() == ({"monitor": "accuracy", "best": 0.8, "where": ours["where"]}, {})
 
 
 def test_each_monitor_improves_the_right_way():

@@ -188,24 +188,45 @@ def monitor_comp(monitor: str) -> Callable:
     return np.less if "loss" in monitor or "error" in monitor or monitor == "perplexity" else np.greater
 
 
-class KeepBestEpoch(TrackerCallback):
+class ResumableTracker(TrackerCallback):
+    """What ``KeepBestEpoch`` and ``StopEarly`` share on top of fastai's ``TrackerCallback``: the way ``monitor``
+    improves (``monitor_comp``), the ``skip`` epochs a resumed fit passes over (not compared: their records were
+    compared before the interruption) and the best value so far that a checkpoint carries."""
+
+    skip = 0
+
+    def __init__(self, monitor: str, **kwargs: Any):
+        super().__init__(monitor=monitor, comp=monitor_comp(monitor), **kwargs)
+
+    def after_epoch(self) -> None:
+        if self.epoch < self.skip:
+            self.new_best = False
+            return
+        super().after_epoch()
+
+    def saved_best(self, saved: Mapping[str, Any] | None) -> bool:
+        """Does ``saved`` (what ``checkpoint_state`` wrote) hold a best value to continue from? Not from a
+        checkpoint written before it was saved, nor when the run resumes with another ``train.monitor``."""
+        return bool(saved) and saved.get("best") is not None and saved.get("monitor") == self.monitor
+
+    def best_state(self) -> dict[str, Any]:
+        """The JSON-able part of ``checkpoint_state`` both trackers write."""
+        return {"monitor": self.monitor, "best": None if self.best is None else float(self.best)}
+
+
+class KeepBestEpoch(ResumableTracker):
     """fastai's ``SaveModelCallback`` kept in memory and across the phases of a run: after every epoch whose
     ``monitor`` value (``valid_loss`` or a metric) is the best so far, a copy of the weights; ``restore`` loads
     the best at the end. In memory, because an entry is written whole at the end; ``reset_on_fit=False``, because
     each unfreezing phase is its own ``fit`` and the best may be in any of them. A checkpoint carries the best so
-    far (``checkpoint_state``, ``best.safetensors``), so a resumed run keeps the epoch an uninterrupted one would;
-    the ``skip`` epochs a resumed fit passes over are not compared."""
+    far (``checkpoint_state``, ``best.safetensors``), so a resumed run keeps the epoch an uninterrupted one would."""
 
     def __init__(self, monitor: str):
-        super().__init__(monitor=monitor, comp=monitor_comp(monitor), reset_on_fit=False)
+        super().__init__(monitor, reset_on_fit=False)
         self.state: dict[str, torch.Tensor] | None = None
         self.where: dict[str, Any] | None = None
-        self.skip = 0
 
     def after_epoch(self) -> None:
-        if self.epoch < self.skip:  # passed over by a resumed fit: its record was compared before the interruption
-            self.new_best = False
-            return
         super().after_epoch()
         if self.new_best:
             self.state = {k: v.detach().clone() for k, v in unwrap(self.learn.model).state_dict().items()}
@@ -213,13 +234,11 @@ class KeepBestEpoch(TrackerCallback):
 
     def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
         """(JSON-able state, the best weights) for ``RunCheckpoint.save``."""
-        best = None if self.best is None else float(self.best)
-        return {"monitor": self.monitor, "best": best, "where": self.where}, self.state
+        return {**self.best_state(), "where": self.where}, self.state
 
     def load_checkpoint_state(self, saved: Mapping[str, Any] | None, weights: dict[str, torch.Tensor] | None) -> None:
-        """What ``checkpoint_state`` saved (nothing to load from a checkpoint written before it was saved, or
-        when the run resumes with another ``train.monitor``)."""
-        if saved and saved.get("best") is not None and saved.get("monitor") == self.monitor:
+        """What ``checkpoint_state`` saved, where it applies (``saved_best``)."""
+        if self.saved_best(saved):
             self.best, self.where, self.state = saved["best"], saved["where"], weights
 
     def restore(self, learn) -> dict[str, Any] | None:
@@ -232,28 +251,21 @@ class KeepBestEpoch(TrackerCallback):
         return self.where
 
 
-class StopEarly(EarlyStoppingCallback):
+class StopEarly(ResumableTracker, EarlyStoppingCallback):
     """fastai's ``EarlyStoppingCallback`` that a checkpoint carries (best value, epochs without improvement), and
-    that does not count the ``skip`` epochs a resumed fit passes over."""
+    that does not count the ``skip`` epochs a resumed fit passes over (``ResumableTracker``)."""
 
     def __init__(self, monitor: str, patience: int, skip: int = 0, saved: Mapping[str, Any] | None = None):
-        super().__init__(monitor, comp=monitor_comp(monitor), patience=patience)
+        super().__init__(monitor, patience=patience)
         self.skip, self.saved = skip, saved
 
     def before_fit(self) -> None:
         super().before_fit()
-        if self.saved and self.saved.get("best") is not None and self.saved.get("monitor") == self.monitor:
+        if self.saved_best(self.saved):
             self.best, self.wait = self.saved["best"], self.saved["wait"]
 
-    def after_epoch(self) -> None:
-        if self.epoch < self.skip:
-            self.new_best = False
-            return
-        super().after_epoch()
-
     def checkpoint_state(self) -> tuple[dict[str, Any], None]:
-        return {"monitor": self.monitor, "best": None if self.best is None else float(self.best),
-                "wait": self.wait}, None
+        return {**self.best_state(), "wait": self.wait}, None
 
 
 def check_monitor(train_cfg: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
