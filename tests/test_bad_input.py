@@ -118,6 +118,15 @@ CASES = {
                                      "train.lr=-1 is not valid", 2),
     "a pipeline step as a list": (lambda h, m: ["experiment=quickstart", "stage.steps.pretrain=['data=wikitext2']"],
                                   "stage.steps.pretrain is ['data=wikitext2']; it must be a mapping of overrides", 2),
+    # options renamed since (ulmfit/schema.py RENAMED): the new spelling, before Hydra's "not in struct"
+    "old backwards option": (lambda h, m: ["stage=lm_finetune", "backwards=true"],
+                             "backwards=true was replaced by direction=backward (forward|backward|both).", 2),
+    "old backwards option, appended": (lambda h, m: ["stage=classify", "+backwards=false"],
+                                       "backwards=false was replaced by direction=forward", 2),
+    "old text column option": (lambda h, m: ["stage=tfidf", *imdb_csv(m), "data.text_col=review"],
+                               "data.text_col=review was replaced by data.text_cols=[review]", 2),
+    "old option in a pipeline step": (lambda h, m: ["stage=pipeline", "++stage.steps.classify={backwards:true}"],
+                                      "backwards=true was replaced by direction=backward", 2),
 }
 if not cpu_runs_bf16():  # only such a CPU shows it end to end; tests/test_precision.py checks the rule everywhere
     CASES["bf16 on a CPU without it"] = (lambda h, m: ["stage=pretrain", "train.precision=bf16"],
@@ -169,7 +178,7 @@ def test_bad_input_gets_one_clear_message(case, home, mini_imdb, mini_wikitext, 
     if code == 2:  # Hydra words its own messages for bad overrides; ours start with "ulmfit: error:"
         assert "Traceback" not in out.stderr
         assert case in HYDRA_REPORTS or out.stderr.strip().startswith("ulmfit: error:")
-    if "damaged" in fragment or "backward model beside" in fragment:  # one line, nothing else (no warning, no traceback)
+    if any(f in fragment for f in ("damaged", "backward model beside", "was replaced by")):  # one line, nothing else (no warning, no traceback)
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     print(f"\n{case} -> exit {out.returncode}: {out.stderr.strip().splitlines()[-1]}")  # for the record (-s)
     after = _snapshot(home)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import hydra
 from omegaconf import DictConfig
@@ -42,9 +43,13 @@ def _run(cfg: DictConfig) -> float | None:
             raise UsageError(f"Missing config value {e.full_key}: set it on the command line, "
                              f"e.g. {e.full_key}=<value>.") from None
     except UsageError as e:
-        # One clear line, exit code 2; the store was not touched (entries are written atomically).
-        print(f"ulmfit: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        _fail(e)
+
+
+def _fail(e: UsageError) -> NoReturn:
+    """One clear line, exit code 2; the store was not touched (entries are written atomically)."""
+    print(f"ulmfit: error: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
 
 
 def main() -> None:
@@ -52,6 +57,11 @@ def main() -> None:
         from ulmfit.cli_help import render
         print(render())
         return
+    from ulmfit.schema import check_renamed
+    try:
+        check_renamed(sys.argv[1:])  # an old option's spelling: name the new one, before Hydra words it as a typo
+    except UsageError as e:
+        _fail(e)
     from ulmfit.allocator import reexec_with_replacement
     restart = reexec_with_replacement(sys.argv[1:])
     if restart is not None:  # the same command under tcmalloc/jemalloc, chosen before anything is allocated

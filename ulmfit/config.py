@@ -24,6 +24,8 @@ def compose(*overrides: str) -> DictConfig:
     """The config ``python -m ulmfit <overrides>`` would run with, for the Python API and notebooks."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from ulmfit.schema import check_renamed
+    check_renamed(overrides)  # the Python API and a pipeline's steps: an old spelling names the new one
     if GlobalHydra.instance().is_initialized():  # inside a Hydra app (e.g. the pipeline stage): reuse it
         return hydra_compose(config_name="config", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -1,4 +1,5 @@
-"""Types and ranges of the options a user sets, checked on the composed config before a stage does any work.
+"""Types and ranges of the options a user sets, checked on the composed config before a stage does any work, and
+the options that were renamed, checked on the overrides before anything is composed (``check_renamed``).
 
 Hydra composes the YAML tree but accepts any value for any key (``train.lr=abc`` is a string). Each rule below
 names a key, what it must be, and an example; ``validate`` raises one ``UsageError`` naming the first bad value
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -169,3 +170,36 @@ def validate(cfg: DictConfig) -> None:
             what = f"{rule.what} or null" if rule.nullable else rule.what
             example = rule.example if "=" in rule.example else f"{key}={rule.example}"
             raise UsageError(f"{key}={_show(node)} is not valid: it must be {what} (e.g. {example}).")
+
+
+@dataclass(frozen=True)
+class Renamed:
+    new: str                              # the option that replaced it
+    value: Callable[[str], str | None]    # an old value as the new option's (None: no direct equivalent)
+    takes: str                            # what the new option takes, for the message
+
+
+# Old spellings that no longer exist in the config: without this table they reach Hydra, whose "Key '...' is not
+# in struct" names neither the new option nor its value. One row per renamed option.
+RENAMED: dict[str, Renamed] = {
+    "backwards": Renamed("direction", lambda v: {"true": "backward", "false": "forward"}.get(v.strip().lower()),
+                         "forward|backward|both"),
+    "data.text_col": Renamed("data.text_cols", lambda v: f"[{v}]" if v.strip() else None,
+                             "a column or a list of them: [title,body]"),
+    "stage.text_col": Renamed("stage.text_cols", lambda v: f"[{v}]" if v.strip() else None,
+                              "a column or a list of them: [title,body]"),
+}
+
+
+def check_renamed(overrides: Iterable[str]) -> None:
+    """Raise a ``UsageError`` naming the new spelling for the first override (``key=value``, ``+key=value``,
+    ``~key``) of an option in ``RENAMED``; other arguments (flags, group choices) pass."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        old = RENAMED.get(key.lstrip("+~"))
+        if old is None:
+            continue
+        new = old.value(value) if sep else None
+        given = f"{key.lstrip('+~')}={value}" if sep else key.lstrip("+~")
+        instead = f"{old.new}={new} ({old.takes})" if new else f"{old.new} ({old.takes})"
+        raise UsageError(f"{given} was replaced by {instead}.")
