@@ -8,9 +8,11 @@ arguments. ``tests/fixtures/recipe_configs.json`` records them as composed when 
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -42,12 +44,22 @@ def pipeline_steps() -> Steps:
 
 def script_steps() -> Steps:
     from experiments import (ablations, general_lm, imdb_cpu, imdb_transfer, own_csv, pretraining_ablation,
-                             quickstart_length, sample_efficiency, tasks, trec_cpu, trec_ensemble, wikitext2_cpu)
+                             quickstart_length, sample_efficiency, subword, tasks, trec_cpu, trec_ensemble,
+                             wikitext2_cpu)
+    from experiments.common import backward_step
     trec, imdb, wt2 = D / "trec", D / "imdb", D / "wikitext-2"
     csv = {name: (D / name / "train.csv", D / name / "test.csv") for name in own_csv.DATASETS}
     own = [own_csv.plan(name, "csv", None, list(own_csv.METHODS), [], *csv[name]) for name in own_csv.DATASETS]
     own.append(own_csv.plan("sentiment_dev", "dev-x", None, list(own_csv.METHODS),
                             ["train.lr=5e-3", "lm.train.epochs=2", "clas.train.bs=16"], *csv["sentiment_dev"]))
+    # own_csv --direction both (one dataset): the backward LM from the backward model of the forward LM's parent
+    # (read from the store as the script runs; general-lm where only the shipped LMs are there), and the classifier's
+    ag_lm, ag_runs = own[0]
+    own_bwd = [backward_step(replace(ag_lm, overrides={**ag_lm.overrides, "stage.parent": "general-lm"})),
+               backward_step(ag_runs["ulmfit"])]
+    # experiments.subword's defaults (its argparse)
+    sub = argparse.Namespace(seed=42, precision="auto", sp_vocab=None, wikitext=wt2, trec=trec, lm_tokens=1_200_000,
+                             epochs=1, lr=3e-3)
     found: dict[str, list[Step]] = {
         "trec_cpu": trec_cpu.plan("trec-cpu", "trec-cpu-pretrain", trec, wt2, 42)
         + trec_cpu.plan("trec-glm", "general-lm", trec, wt2, 42),
@@ -63,13 +75,15 @@ def script_steps() -> Steps:
             for s in pretraining_ablation.plan(t, src, trec if t == "trec" else imdb)],
         "general_lm": [general_lm.step(D / "wiki-gutenberg", backwards) for backwards in (False, True)],
         "wikitext2_cpu": [wikitext2_cpu.step("wt2-cpu-T", wt2)],
-        "own_csv": [s for lm, runs in own for s in (lm, *runs.values())],
-        "trec_ensemble": trec_ensemble.plan([42, 43, 44], trec),
+        "own_csv": [s for lm, runs in own for s in (lm, *runs.values())] + own_bwd,
+        "trec_ensemble": trec_ensemble.plan([42, 43, 44], trec)
+        + [backward_step(s) for s in trec_ensemble.plan([42, 43, 44], trec)],  # --direction both
         "quickstart_length": quickstart_length.plan(quickstart_length.RECIPES.split(","), "qlen")
         + list(quickstart_length.timing_steps("qlen", "qlen-lm10").values()),
         "tasks": [s for d in tasks.TASKS for lm, runs in [tasks.plan(d, "tasks", list(tasks.METHODS), (
             D / d / "train.csv", D / d / "test.csv"), (D / "lm" / "train.csv", D / "lm" / "test.csv"))]
                   for s in ([lm] if lm else []) + list(runs.values())],
+        "subword": [s for tokenizer in subword.TOKENIZERS for s in subword.steps("subword", tokenizer, sub)],
     }
     return {f"{recipe}: {s.stage}/{s.name}": (s.stage, s.name, s.args())
             for recipe, steps in found.items() for s in steps}
