@@ -184,6 +184,7 @@ def test_lm_epochs_fit_the_corpus():
     (["stage=lm_finetune", "train.monitor=recall"], "train.monitor='recall' is not a metric of this stage"),
     (["stage=classify", "train.patience=0"], "train.patience=0 is not valid"),
     (["stage=lm_finetune", "train.patience=-2"], "train.patience=-2 is not valid"),
+    (["stage=pretrain", "train.patience=true"], "train.patience=True is not valid"),
     (["stage=classify", "train.epochs=auto"], "train.epochs=auto sizes language-model training"),
     (["stage=tfidf", "stage.params.C=[]"], "stage.params.C=[]"),
 ])

@@ -269,15 +269,12 @@ class StopEarly(ResumableTracker, EarlyStoppingCallback):
 
 
 def check_monitor(train_cfg: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    """``train.monitor`` (null: keep the last epoch) and ``train.patience``, checked before any work (the metric
-    names fastai's Recorder will have for this stage)."""
+    """``train.monitor`` (null: keep the last epoch), checked before any work against the metric names fastai's
+    Recorder will have for this stage. ``train.patience`` is checked with every option's type and range, for
+    every stage (``ulmfit.schema``)."""
     if train_cfg["monitor"] is not None and train_cfg["monitor"] not in allowed:
         raise UsageError(f"train.monitor={train_cfg['monitor']!r} is not a metric of this stage; use one of "
                          f"{', '.join(allowed)}.")
-    patience = train_cfg["patience"]
-    if patience is not None and (not isinstance(patience, int) or isinstance(patience, bool) or patience < 1):
-        raise UsageError(f"train.patience={patience!r}: use a whole number of epochs >= 1 (e.g. train.patience=2), "
-                         f"or null to train every epoch.")
 
 
 def epoch_history(learn) -> list[dict[str, float]]:
