@@ -100,6 +100,14 @@ CASES = {
     "both directions without a backward parent": (lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "direction=both",
                                                                 "stage.parent=pre"],
                                                   "There is no pretrain/pre-bwd, the backward model beside pretrain/pre", 2),
+    # no parent named, none built with the run's tokenizer (pre and the shipped LMs are spaCy words): how to make one
+    "no parent with the run's tokenizer": (
+        lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "data.tokenizer=sentencepiece"],
+        "is built with SentencePiece subwords, which this run reads (data.tokenizer=sentencepiece): pretrain one with "
+        "stage=pretrain data.tokenizer=sentencepiece, or name a parent with stage.parent=<name>.", 2),
+    "no parent with the run's tokenizer, both directions": (
+        lambda h, m: ["stage=lm_finetune", *imdb_csv(m), "data.tokenizer=sentencepiece", "direction=both"],
+        "is built with SentencePiece subwords", 2),
     "unknown direction": (lambda h, m: ["stage=classify", "direction=sideways"], "one of forward, backward, both", 2),
     "unwritable store": (lambda h, m: ["stage=tfidf", *imdb_csv(m), f"paths.store={_write(h / 'afile', 'x')}/store"],
                          "not writable", 2),
@@ -178,7 +186,8 @@ def test_bad_input_gets_one_clear_message(case, home, mini_imdb, mini_wikitext, 
     if code == 2:  # Hydra words its own messages for bad overrides; ours start with "ulmfit: error:"
         assert "Traceback" not in out.stderr
         assert case in HYDRA_REPORTS or out.stderr.strip().startswith("ulmfit: error:")
-    if any(f in fragment for f in ("damaged", "backward model beside", "was replaced by")):  # one line, nothing else (no warning, no traceback)
+    # one line, nothing else (no warning, no traceback)
+    if any(f in fragment for f in ("damaged", "backward model beside", "was replaced by", "is built with")):
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-2000:]
     print(f"\n{case} -> exit {out.returncode}: {out.stderr.strip().splitlines()[-1]}")  # for the record (-s)
     after = _snapshot(home)

@@ -140,3 +140,41 @@ def test_the_subword_study_composes_the_same_budget_for_each_tokenizer():
     assert composed["spacy", "s-imdb-ft"]["stage"]["lm_tokens"] == 2000
     assert composed["spacy", "s-imdb-ft"]["stage"]["parent"] == "s-spacy-wt2"
     assert composed["spacy", "s-imdb1k-clas"]["data"]["n_train"] == 1000
+
+
+def _pretrained(store: Store, name: str, kind: str, backwards: bool = False) -> None:
+    """A pretrain entry as find_parent sees one: its lineage's tokenizer and its model's direction (no weights)."""
+    lineage = {"parent": None, "data": {"fingerprint": "f", "tokenizer": {"kind": kind}}}
+    with store.create("pretrain", name, lineage) as w:
+        w.save_json("model.json", {"backwards": backwards})
+
+
+def test_the_default_parent_is_the_newest_built_with_the_runs_tokenizer(tmp_path):
+    """stage.parent unset (or latest): the newest pretrain entry of the run's direction and data.tokenizer, though
+    one built with the other tokenizer is newer; no tokenizer given: the newest of the direction, as before."""
+    from ulmfit.stages.common import find_parent
+    store = Store(tmp_path / "store", shipped=tmp_path / "no-shipped-lm")
+    for name, kind, backwards in [("sp-1", "sentencepiece", False), ("sp-2", "sentencepiece", False),
+                                  ("sp-2-bwd", "sentencepiece", True), ("words-1", "spacy", False),
+                                  ("words-1-bwd", "spacy", True), ("words-2", "spacy", False)]:
+        _pretrained(store, name, kind, backwards)
+    for name in (None, "latest"):
+        assert find_parent(store, "pretrain", name, tokenizer="sentencepiece").name == "sp-2"
+        assert find_parent(store, "pretrain", name, backwards=True, tokenizer="sentencepiece").name == "sp-2-bwd"
+        assert find_parent(store, "pretrain", name, tokenizer="spacy").name == "words-2"
+        assert find_parent(store, "pretrain", name, backwards=True, tokenizer="spacy").name == "words-1-bwd"
+        assert find_parent(store, "pretrain", name).name == "words-2"
+    assert find_parent(store, "pretrain", "sp-1", tokenizer="spacy").name == "sp-1"  # named: subword_model refuses it
+
+
+@pytest.mark.parametrize("kind, other", [("sentencepiece", "spacy"), ("spacy", "sentencepiece")])
+def test_no_parent_built_with_the_runs_tokenizer_is_one_line_naming_it(tmp_path, kind, other):
+    from ulmfit.data.subword import BUILT_ON
+    from ulmfit.stages.common import find_parent
+    store = Store(tmp_path / "store", shipped=tmp_path / "no-shipped-lm")
+    _pretrained(store, "pre", other)
+    with pytest.raises(UsageError) as e:
+        find_parent(store, "pretrain", None, tokenizer=kind)
+    assert str(e.value) == (f"No pretrain entry in {store.root} is built with {BUILT_ON[kind]}, which this run reads "
+                            f"(data.tokenizer={kind}): pretrain one with stage=pretrain data.tokenizer={kind}, or "
+                            f"name a parent with stage.parent=<name>.")

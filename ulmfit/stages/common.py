@@ -20,7 +20,7 @@ from ulmfit import tracking
 from ulmfit.checkpoint import ResumeState, RunCheckpoint, checkpoint_dir, latest_checkpoint
 from ulmfit.data.portable import portable_fingerprint
 from ulmfit.data.readers import make_reader
-from ulmfit.data.subword import NOT_PORTABLE, SP_MODEL, SPACY, check_tokenizer, model_of
+from ulmfit.data.subword import BUILT_ON, NOT_PORTABLE, SP_MODEL, SPACY, check_tokenizer, model_of, tokenizer_of
 from ulmfit.data.tokens import TokenizedCorpus, TokenizerSettings, fingerprint, sentencepiece_model
 from ulmfit.distributed import main_process_first
 from ulmfit.directions import BACKWARD, FORWARD, backward_name, backward_of, check_direction, is_backward, of_direction
@@ -98,17 +98,19 @@ def _source(entry: Entry) -> str:
 
 
 def find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None = None,
-                backwards: bool = False) -> Entry | None:
+                backwards: bool = False, tokenizer: str | None = None) -> Entry | None:
     """``stage.parent``: an entry name, null/latest for the newest, or 'none' for no parent (random init).
 
     The default is the newest entry that reads in this run's direction (``backwards``); with ``data``
-    (``data_identity`` of the stage's corpus) also trained on the same corpus (an error lists the others when there
-    is none, or says how to make the backward model beside the forward one). A named parent trained on other data is
-    used with a warning naming both. The parent's files are checked against its manifest here (``Entry.check``), so
-    a damaged parent stops the run before any data is read."""
+    (``data_identity`` of the stage's corpus) also trained on the same corpus, and with ``tokenizer`` (the run's
+    ``data.tokenizer``) also built with it (an error lists the others when there is none, says how to make one with
+    that tokenizer, or how to make the backward model beside the forward one). A named parent trained on other data is
+    used with a warning naming both (one built with another tokenizer is refused later, by ``subword_model``). The
+    parent's files are checked against its manifest here (``Entry.check``), so a damaged parent stops the run before
+    any data is read."""
     if name == "none":
         return None
-    parent = _find_parent(store, stage, name, data, backwards)
+    parent = _find_parent(store, stage, name, data, backwards, tokenizer)
     parent.check()
     return parent
 
@@ -117,7 +119,12 @@ def _fits(entry: Entry, data: dict[str, str] | None) -> bool:
     return data is None or (entry.lineage.get("data") or {}).get("fingerprint") == data["fingerprint"]
 
 
-def _find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None, backwards: bool) -> Entry:
+def _built_with(entry: Entry, tokenizer: str | None) -> bool:
+    return tokenizer is None or tokenizer_of(entry) == tokenizer
+
+
+def _find_parent(store: Store, stage: str, name: str | None, data: dict[str, str] | None, backwards: bool,
+                 tokenizer: str | None) -> Entry:
     if name not in (None, "", "latest"):
         parent = store.get(stage, name)
         if data is not None and not _fits(parent, data):
@@ -127,17 +134,23 @@ def _find_parent(store: Store, stage: str, name: str | None, data: dict[str, str
     entries = store.entries(stage)
     if not entries:
         return store.latest(stage)  # its error: run that stage first
-    fitting = [e for e in of_direction(entries, backwards) if _fits(e, data)]
-    if fitting:
+    fits = [e for e in entries if _fits(e, data) and _built_with(e, tokenizer)]
+    if fitting := of_direction(fits, backwards):
         return fitting[-1]
-    forward = [e for e in of_direction(entries, False) if _fits(e, data)]
+    if not any(_built_with(e, tokenizer) for e in entries):  # the newest would only stop at check_tokenizer: say so
+        make = "pretrain one" if stage == "pretrain" else "make one"
+        raise UsageError(f"No {stage} entry in {store.root} is built with {BUILT_ON[tokenizer]}, which this run reads "
+                         f"(data.tokenizer={tokenizer}): {make} with stage={stage} data.tokenizer={tokenizer}, or "
+                         f"name a parent with stage.parent=<name>.")
+    forward = of_direction(fits, False)
     if backwards and forward:
         backward_of(store, forward[-1])  # stops: no backward model beside the forward one, and how to make it
     direction = BACKWARD if backwards else FORWARD
     what = f"backward {stage}" if backwards else stage
+    what += f" entry built with {BUILT_ON[tokenizer]}" if tokenizer is not None else " entry"
     listed = "; ".join(f"{e.name} ({_source(e)}){' backward' if is_backward(e) else ''}" for e in entries[-5:])
     on = f" was trained on this data, {data['source']}" if data is not None else ""
-    raise UsageError(f"No {what} entry in {store.root}{on}; it has: {listed}. Run stage={stage} direction={direction} "
+    raise UsageError(f"No {what} in {store.root}{on}; it has: {listed}. Run stage={stage} direction={direction} "
                      f"on this data first, or choose one with stage.parent=<name>.")
 
 
@@ -152,7 +165,8 @@ def direction_runs(cfg: DictConfig, stage: str, parent_stage: str | None,
     _check_resume_name(cfg, stage)
     store = Store(cfg.paths.store)
     name = cfg.run_name or default_run_name()
-    forward = find_parent(store, parent_stage, cfg.stage.parent, data) if parent_stage else None
+    forward = (find_parent(store, parent_stage, cfg.stage.parent, data, tokenizer=tokenizer_kind(cfg))
+               if parent_stage else None)
     if forward is not None:
         check_direction(forward, False)
     parents = {FORWARD: forward, BACKWARD: backward_of(store, forward) if forward is not None else None}
@@ -184,11 +198,16 @@ def parent_ref(parent: Entry | None) -> dict[str, str] | None:
     return {"stage": parent.stage, "name": parent.name, "created": parent.created} if parent else None
 
 
+def tokenizer_kind(cfg: DictConfig) -> str:
+    """The run's ``data.tokenizer`` (spaCy words where a hand-written data config lacks the key)."""
+    return cfg.data.get("tokenizer") or SPACY
+
+
 def subword_model(cfg: DictConfig, parent: Entry | None, vocab_parts: Sequence[str]) -> Path | None:
     """The SentencePiece model this stage reads its texts with (``data.tokenizer=sentencepiece``; None: spaCy words):
     its parent's, or in a stage without a parent one trained on the texts it builds its vocabulary from
     (``vocab_parts``; cached). A parent built with the other tokenizer stops the run (``ulmfit.data.subword``)."""
-    kind = cfg.data.get("tokenizer") or SPACY  # .get: hand-written data configs may lack the key
+    kind = tokenizer_kind(cfg)
     if parent is not None:
         check_tokenizer(parent, kind)
         return model_of(parent)

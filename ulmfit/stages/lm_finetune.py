@@ -21,7 +21,8 @@ from ulmfit.directions import BOTH, backwards_flag, check_direction
 from ulmfit.errors import UsageError
 from ulmfit.distributed import is_main_process
 from ulmfit.models import build_language_model, model_info
-from ulmfit.stages.common import direction_runs, find_parent, lineage, open_run, save_entry, subword_model
+from ulmfit.stages.common import (direction_runs, find_parent, lineage, open_run, save_entry, subword_model,
+                                  tokenizer_kind)
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS, PARENT_VOCAB
@@ -49,7 +50,8 @@ def _run(cfg: DictConfig) -> Entry:
     """One language model, in one direction."""
     backwards = backwards_flag(cfg, STAGE)
     store, name, checkpoint, resume = open_run(cfg, STAGE)
-    parent = find_parent(store, "pretrain", cfg.stage.parent, backwards=backwards)
+    # unnamed: the newest of this run's direction and tokenizer (one built with the other could not be read)
+    parent = find_parent(store, "pretrain", cfg.stage.parent, backwards=backwards, tokenizer=tokenizer_kind(cfg))
     if parent is not None:
         check_direction(parent, backwards)
     sp_model = subword_model(cfg, parent, cfg.stage.lm_parts)  # the parent's, or trained on the LM's texts
