@@ -18,7 +18,7 @@ from ulmfit.data.tokens import Docs
 from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.precision import resolve_precision
 from ulmfit.training import (KeepBestEpoch, StopEarly, auto_epochs, clas_learner, fit_phases, kept_history,
-                             monitor_comp, seed_everything)
+                             monitor_comp, resolve_auto_epochs, seed_everything)
 
 
 def _docs(n: int, seed: int = 0) -> Docs:
@@ -177,6 +177,18 @@ def test_lm_epochs_fit_the_corpus():
     assert auto_epochs(cfg, 200_000) == 8
     assert auto_epochs(cfg, 22_000_000) == 1    # IMDB's 100k reviews: one pass
     assert auto_epochs({**cfg, "epochs": 3}, 68_000) == 3
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "lm_finetune"])
+def test_the_lm_stages_record_the_epochs_auto_resolves_to(stage):
+    """pretrain and lm_finetune resolve train.epochs=auto in their (struct) config, so the fit and the entry's
+    config hold the number; a number given stays."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"stage={stage}", "train.epochs=auto", "train.auto_tokens=1500000",
+                                           "train.max_epochs=20"])
+        given = compose("config", overrides=[f"stage={stage}", "train.epochs=3"])
+    assert resolve_auto_epochs(cfg, 200_000) == 8 and cfg.train.epochs == 8
+    assert resolve_auto_epochs(given, 200_000) == 3 and given.train.epochs == 3
 
 
 @pytest.mark.parametrize("args, fragment", [

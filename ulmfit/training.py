@@ -21,6 +21,7 @@ from fastai.optimizer import Adam
 from fastai.text.learner import LMLearner, TextLearner
 from fastai.text.models.awdlstm import awd_lstm_clas_split, awd_lstm_lm_split
 from fastai.torch_core import set_seed
+from omegaconf import DictConfig, open_dict
 
 from ulmfit import tracking
 from ulmfit.checkpoint import (ResumeFit, ResumeState, RunCheckpoint, SaveCheckpoints, load_tracker_weights,
@@ -302,6 +303,15 @@ def auto_epochs(train_cfg: Mapping[str, Any], n_tokens: int) -> int:
     if train_cfg["epochs"] != AUTO:
         return int(train_cfg["epochs"])
     return max(1, min(int(train_cfg["max_epochs"]), math.ceil(train_cfg["auto_tokens"] / max(1, n_tokens))))
+
+
+def resolve_auto_epochs(cfg: DictConfig, n_tokens: int) -> int:
+    """``auto_epochs`` written into ``cfg.train.epochs`` (a number stays as it is) and returned: the LM stages
+    call it once the training tokens are counted, so the fit's plan and the entry's recorded config both hold
+    the epochs that ran, not ``auto``."""
+    with open_dict(cfg):
+        cfg.train.epochs = auto_epochs(cfg.train, n_tokens)
+    return cfg.train.epochs
 
 
 def clas_learner(dls, model: torch.nn.Module, train_cfg: Mapping[str, Any], precision: str,

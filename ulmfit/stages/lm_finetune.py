@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from ulmfit.data import build_vocab, labelled_lm_splits, lm_splits, load_corpus
 from ulmfit.data.tokens import with_parent_words
@@ -26,8 +26,8 @@ from ulmfit.stages.common import (direction_runs, find_parent, lineage, open_run
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS, PARENT_VOCAB
-from ulmfit.training import (auto_epochs, check_monitor, fit_phases, kept_history, lm_valid, lm_eval,
-                             lm_learner, lm_plan, seed_everything)
+from ulmfit.training import (check_monitor, fit_phases, kept_history, lm_valid, lm_eval, lm_learner, lm_plan,
+                             resolve_auto_epochs, seed_everything)
 from ulmfit.weights import transferred_lm_weights
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,7 @@ def _run(cfg: DictConfig) -> Entry:
         train, valid = lm_splits(corpus, vocab, parts, cfg.data.valid_frac, cfg.data_seed)
     budget = cfg.stage.lm_tokens
     train = within_budget(train, budget, cfg.data_seed)
-    with open_dict(cfg):  # train.epochs=auto: a number of passes that fits this corpus's size
-        cfg.train.epochs = auto_epochs(cfg.train, train.n_tokens)
+    resolve_auto_epochs(cfg, train.n_tokens)  # train.epochs=auto: passes that fit this corpus's size
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, backwards,
                          eval_bs=cfg.train.eval_bs)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from ulmfit.data import TokenStream, build_vocab, lm_splits, load_corpus
 from ulmfit.data.loaders import lm_dataloaders, lm_loader
@@ -20,8 +20,8 @@ from ulmfit.stages.common import lineage, open_run, save_entry, subword_model
 from ulmfit.store import Entry
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import LM_MONITORS
-from ulmfit.training import (auto_epochs, check_monitor, fit_phases, kept_history, lm_valid, lm_eval,
-                             lm_learner, lm_plan, seed_everything)
+from ulmfit.training import (check_monitor, fit_phases, kept_history, lm_valid, lm_eval, lm_learner, lm_plan,
+                             resolve_auto_epochs, seed_everything)
 
 log = logging.getLogger(__name__)
 STAGE = "pretrain"
@@ -39,8 +39,7 @@ def run(cfg: DictConfig) -> Entry:
     vocab = build_vocab(corpus, ["train"], cfg.data.max_vocab, cfg.data.min_freq)
     train, valid = lm_splits(corpus, vocab, ["train"], cfg.data.valid_frac, cfg.data_seed)
     train = within_budget(train, cfg.stage.lm_tokens, cfg.data_seed)  # e.g. a part of a 100M-token corpus
-    with open_dict(cfg):
-        cfg.train.epochs = auto_epochs(cfg.train, train.n_tokens)
+    resolve_auto_epochs(cfg, train.n_tokens)  # train.epochs=auto: passes that fit this corpus's size
     dls = lm_dataloaders(train, valid, vocab, cfg.train.bs, cfg.train.bptt, device, backwards,
                          eval_bs=cfg.train.eval_bs)
     log.info("pretrain: %d train / %d valid tokens, vocab %d, device %s", train.n_tokens, valid.n_tokens,
