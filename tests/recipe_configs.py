@@ -44,8 +44,8 @@ def pipeline_steps() -> Steps:
 
 def script_steps() -> Steps:
     from experiments import (ablations, general_lm, imdb_cpu, imdb_transfer, own_csv, pretraining_ablation,
-                             quickstart_length, sample_efficiency, subword, tasks, trec_cpu, trec_ensemble,
-                             wikitext2_cpu)
+                             pretraining_budget, quickstart_length, sample_efficiency, subword, tasks, trec_cpu,
+                             trec_ensemble, wikitext2_cpu)
     from experiments.common import backward_step
     trec, imdb, wt2 = D / "trec", D / "imdb", D / "wikitext-2"
     csv = {name: (D / name / "train.csv", D / name / "test.csv") for name in own_csv.DATASETS}
@@ -59,7 +59,12 @@ def script_steps() -> Steps:
                backward_step(ag_runs["ulmfit"])]
     # experiments.subword's defaults (its argparse)
     sub = argparse.Namespace(seed=42, precision="auto", sp_vocab=None, wikitext=wt2, trec=trec, lm_tokens=1_200_000,
-                             epochs=1, lr=3e-3)
+                             epochs=1, lr=3e-3, imdb=imdb, imdb_lm_tokens=3_000_000)
+    # pretraining_budget's downstream steps name the sentiment_dev CSVs it builds in its home: fixed paths here
+    with mock.patch.object(own_csv, "dataset_files", lambda home, name, shared: csv[name]):
+        budget = [pretraining_budget.second_pass(D / "wiki-gutenberg")] + [
+            s for lm in (pretraining_budget.SHIPPED, pretraining_budget.SECOND_PASS)
+            for s in pretraining_budget.downstream(lm, D, Path("/h")).values()]
     found: dict[str, list[Step]] = {
         "trec_cpu": trec_cpu.plan("trec-cpu", "trec-cpu-pretrain", trec, wt2, 42)
         + trec_cpu.plan("trec-glm", "general-lm", trec, wt2, 42),
@@ -83,7 +88,9 @@ def script_steps() -> Steps:
         "tasks": [s for d in tasks.TASKS for lm, runs in [tasks.plan(d, "tasks", list(tasks.METHODS), (
             D / d / "train.csv", D / d / "test.csv"), (D / "lm" / "train.csv", D / "lm" / "test.csv"))]
                   for s in ([lm] if lm else []) + list(runs.values())],
-        "subword": [s for tokenizer in subword.TOKENIZERS for s in subword.steps("subword", tokenizer, sub)],
+        "subword": [s for tokenizer in subword.TOKENIZERS for s in subword.steps("subword", tokenizer, sub)]
+        + [s for tokenizer in subword.TOKENIZERS for s in subword.imdb_steps("subword", tokenizer, sub)],
+        "pretraining_budget": budget,
     }
     return {f"{recipe}: {s.stage}/{s.name}": (s.stage, s.name, s.args())
             for recipe, steps in found.items() for s in steps}
