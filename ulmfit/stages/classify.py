@@ -31,7 +31,7 @@ from ulmfit.models import build_classifier, classifier_info, model_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import AUTO, CLASSIFY_PARENT_STAGES
 from ulmfit.stages.common import (data_identity, direction_runs, find_parent, lineage, open_run, save_entry,
-                                  subword_model)
+                                  subword_model, tokenizer_kind)
 from ulmfit.store import Entry
 from ulmfit.tasks import CLASSIFICATION, MULTILABEL, Task
 from ulmfit.precision import scoring_in_fp32
@@ -76,7 +76,7 @@ def _run(cfg: DictConfig, pair: Entry | None = None) -> Entry:
     # a fine-tuned LM must have been fine-tuned on this corpus; any general-domain (pretrain) LM fits
     fits = data if cfg.stage.parent_stage == "lm_finetune" else None
     parent = None if cfg.stage.parent_stage == "none" else find_parent(store, cfg.stage.parent_stage, cfg.stage.parent,
-                                                                        fits, backwards)
+                                                                        fits, backwards, tokenizer_kind(cfg))
     if parent is not None:
         check_direction(parent, backwards)
     sp_model = subword_model(cfg, parent, ["train"])  # the parent's, or (no parent) trained on the texts

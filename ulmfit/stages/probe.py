@@ -28,7 +28,8 @@ from ulmfit.evaluation import classification_metrics
 from ulmfit.models import build_classifier, classifier_info
 from ulmfit.hardware import resolve_hardware
 from ulmfit.options import PROBE_PARENT_STAGES
-from ulmfit.stages.common import data_identity, find_parent, lineage, open_store, save_entry, subword_model
+from ulmfit.stages.common import (data_identity, find_parent, lineage, open_store, save_entry, subword_model,
+                                  tokenizer_kind)
 from ulmfit.store import Entry
 from ulmfit.tasks import CLASSIFICATION, Task
 from ulmfit.training import clas_learner, seed_everything
@@ -60,7 +61,7 @@ def run(cfg: DictConfig) -> Entry:
     store, name = open_store(cfg, STAGE)
     data = data_identity(cfg.data, cfg.tokenizer)
     parent = find_parent(store, cfg.stage.parent_stage, cfg.stage.parent,
-                         data if cfg.stage.parent_stage == "lm_finetune" else None, backwards)
+                         data if cfg.stage.parent_stage == "lm_finetune" else None, backwards, tokenizer_kind(cfg))
     check_direction(parent, backwards)
     sp_model = subword_model(cfg, parent, ["train"])  # data.tokenizer=sentencepiece: the parent's model
     seed_everything(cfg.seed)
