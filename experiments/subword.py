@@ -154,7 +154,7 @@ def imdb1k(home: Path, args: argparse.Namespace) -> str:
     run_recipe(home, [tfidf], log=log)
     tfidf_accuracy = entry_metrics(home, "tfidf", tfidf.name)["test_accuracy"]
     md = ""
-    for tokenizer in TOKENIZERS:
+    for tokenizer in args.tokenizers:
         plan = [steps(args.tag, tokenizer, args)[0], *imdb_steps(args.tag, tokenizer, args)]
         times = timed(home, plan, log)
         (pre, ft, clas), (p, f, c) = plan, (entry_metrics(home, s.stage, s.name) for s in plan)
@@ -196,6 +196,8 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="train.precision of every step (the TREC recipes': fp32)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--tasks", nargs="+", default=["trec"], choices=TASKS, help="trec (default) and/or imdb1k")
+    ap.add_argument("--tokenizers", nargs="+", default=list(TOKENIZERS), choices=TOKENIZERS,
+                    help="imdb1k: the tokenizers to run (one each on its own core: two processes)")
     ap.add_argument("--imdb", type=Path, default=SHARED_DATA / "imdb")
     ap.add_argument("--imdb-lm-tokens", type=int, default=3_000_000, help="IMDB LM fine-tuning tokens, each "
                     "tokenizer (imdb1k)")
